@@ -1,0 +1,114 @@
+"""Admin authentication: argon2 password hashes, a signed session cookie and CSRF tokens."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+import secrets
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from fastapi import Request
+from fastapi.responses import Response
+from itsdangerous import BadSignature, TimestampSigner
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.errors import BadRequest, Conflict, DomainError
+from app.models import AdminUser
+from app.models.base import utcnow
+
+COOKIE = "lpstudy_admin"
+_hasher = PasswordHasher()
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$|^[^@\s]+@localhost$")
+# Verifying against a dummy hash when the email is unknown keeps the timing the same.
+_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+
+class NotLoggedIn(Exception):
+    """Raised by the admin dependency; the app turns it into a redirect to the login page (or 403)."""
+
+
+class CsrfFailed(DomainError):
+    status_code = 403
+    title = "Form expired"
+
+
+@dataclass
+class AdminSession:
+    csrf: str
+    user_id: int | None = None
+    email: str | None = None
+
+
+def create_user(session: Session, email: str, password: str) -> AdminUser:
+    email = email.strip().lower()
+    if not EMAIL_RE.match(email):
+        raise BadRequest(f"'{email}' is not a valid email address")
+    if len(password) < 10:
+        raise BadRequest("the password must be at least 10 characters long")
+    if session.scalar(select(AdminUser.id).where(AdminUser.email == email)) is not None:
+        raise Conflict(f"an admin user '{email}' already exists")
+    user = AdminUser(email=email, password_hash=_hasher.hash(password))
+    session.add(user)
+    session.flush()
+    return user
+
+
+def authenticate(session: Session, email: str, password: str) -> AdminUser | None:
+    user = session.scalar(select(AdminUser).where(AdminUser.email == email.strip().lower()))
+    try:
+        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    if user is None:
+        return None
+    user.last_login_at = utcnow()
+    session.flush()
+    return user
+
+
+def _signer(request: Request) -> TimestampSigner:
+    return TimestampSigner(request.app.state.settings.secret_key, salt="lpstudy-admin-session")
+
+
+def read_session(request: Request) -> AdminSession | None:
+    raw = request.cookies.get(COOKIE)
+    if not raw:
+        return None
+    try:
+        data = json.loads(_signer(request).unsign(raw, max_age=request.app.state.settings.session_max_age_s))
+        return AdminSession(csrf=str(data["csrf"]), user_id=data.get("uid"), email=data.get("email"))
+    except (BadSignature, ValueError, KeyError, TypeError):
+        return None
+
+
+def write_session(request: Request, response: Response, sess: AdminSession) -> None:
+    payload = json.dumps({"csrf": sess.csrf, "uid": sess.user_id, "email": sess.email}).encode()
+    response.set_cookie(
+        COOKIE,
+        _signer(request).sign(payload).decode(),
+        max_age=request.app.state.settings.session_max_age_s,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+
+
+def anonymous_session(request: Request) -> AdminSession:
+    return read_session(request) or AdminSession(csrf=secrets.token_urlsafe(24))
+
+
+def check_csrf(sess: AdminSession | None, token: str | None) -> None:
+    if sess is None or not token or not hmac.compare_digest(sess.csrf, token):
+        raise CsrfFailed("This form has expired or was not sent from lpstudy. Reload the page and try again.")
+
+
+def require_admin(request: Request) -> AdminSession:
+    sess = read_session(request)
+    if sess is None or sess.user_id is None:
+        raise NotLoggedIn()
+    return sess

@@ -1,0 +1,325 @@
+"""The ``lpstudy`` command: one entry point for every task. Torch-based commands import workers lazily."""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import sys
+from pathlib import Path
+
+import typer
+
+from app.config import Settings
+from app.db import Database, upgrade
+from app.errors import DomainError
+
+cli = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="lpstudy: human perception studies of adversarial examples."
+)
+db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+study_app = typer.Typer(no_args_is_help=True, help="Create and manage studies.")
+stimuli_app = typer.Typer(no_args_is_help=True, help="Stimulus pools: import, export, make.")
+admin_app = typer.Typer(no_args_is_help=True, help="Admin users.")
+cli.add_typer(db_app, name="db")
+cli.add_typer(study_app, name="study")
+cli.add_typer(stimuli_app, name="stimuli")
+cli.add_typer(admin_app, name="admin")
+
+log = logging.getLogger("lpstudy")
+
+
+def _settings(database_url: str | None = None) -> Settings:
+    try:
+        s = Settings()
+    except Exception as exc:  # pydantic validation or insecure production
+        _fail(str(exc))
+    if database_url:
+        s = s.model_copy(update={"database_url": database_url})
+    return s
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _db(database_url: str | None = None) -> Database:
+    return Database(_settings(database_url))
+
+
+# --- db ------------------------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head"), database_url: str | None = typer.Option(None)) -> None:
+    """Apply migrations (alembic upgrade)."""
+    s = _settings(database_url)
+    upgrade(s.database_url, revision)
+    typer.echo(f"Database at {s.database_url.split('@')[-1]} is at revision {revision}.")
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: str = typer.Argument(...), database_url: str | None = typer.Option(None)) -> None:
+    """Revert migrations down to REVISION (e.g. 'base')."""
+    from app.db import downgrade
+
+    s = _settings(database_url)
+    downgrade(s.database_url, revision)
+    typer.echo(f"Database downgraded to {revision}.")
+
+
+# --- study ---------------------------------------------------------------------------------------
+
+
+@study_app.command("create")
+def study_create(
+    config: Path = typer.Option(..., "--config", help="The study's TOML file."),
+    database_url: str | None = typer.Option(None),
+) -> None:
+    """Create a study from a TOML config (kept verbatim with the study)."""
+    from app.studies.service import create_study
+
+    if not config.is_file():
+        _fail(f"{config}: no such file")
+    try:
+        source = config.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        _fail(f"{config}: not UTF-8 text")
+    db = _db(database_url)
+    try:
+        with db.session() as s:
+            study = create_study(s, source, filename=str(config))
+            typer.echo(f"Created study '{study.slug}' ({', '.join(c.code for c in study.conditions)}); status draft.")
+    except DomainError as exc:
+        _fail(exc.message)
+
+
+@study_app.command("list")
+def study_list(database_url: str | None = typer.Option(None)) -> None:
+    """List studies with their status and per-condition counts."""
+    from app.studies.service import condition_counts, list_studies, pool_sizes
+
+    db = _db(database_url)
+    with db.session() as s:
+        studies = list_studies(s)
+        if not studies:
+            typer.echo("No studies.")
+        for st in studies:
+            typer.echo(f"{st.slug}\t{st.status}\t{st.dataset}/{st.norm}\t{st.title}")
+            pools = pool_sizes(s, st)
+            for c in condition_counts(s, st):
+                typer.echo(
+                    f"  {c.code}: stimuli {pools.get(c.code, 0)}, target {c.target}, active {c.active}, "
+                    f"completed {c.completed}, timed out {c.timed_out}"
+                )
+
+
+def _study_action(slug: str, action: str, database_url: str | None) -> None:
+    from app.studies import service
+
+    db = _db(database_url)
+    try:
+        with db.session() as s:
+            st = service.get_study(s, slug)
+            getattr(service, f"{action}_study")(s, st)
+            typer.echo(f"Study '{slug}' is now {st.status}.")
+    except DomainError as exc:
+        _fail(exc.message)
+
+
+@study_app.command("activate")
+def study_activate(slug: str, database_url: str | None = typer.Option(None)) -> None:
+    """Open a study to participants (needs full stimulus pools)."""
+    _study_action(slug, "activate", database_url)
+
+
+@study_app.command("close")
+def study_close(slug: str, database_url: str | None = typer.Option(None)) -> None:
+    """Stop taking new participants; those in progress can finish."""
+    _study_action(slug, "close", database_url)
+
+
+# --- stimuli -------------------------------------------------------------------------------------
+
+
+@stimuli_app.command("import")
+def stimuli_import(
+    directory: Path = typer.Argument(..., help="Folder with manifest.csv and the PNGs."),
+    study: str = typer.Option(..., "--study"),
+    database_url: str | None = typer.Option(None),
+) -> None:
+    """Import stimuli from DIR/manifest.csv (condition,image_index,label,path + metric columns). All or nothing."""
+    from app.stimuli.service import import_stimuli
+    from app.studies.service import get_study
+
+    if not directory.is_dir():
+        _fail(f"{directory}: not a folder")
+    db = _db(database_url)
+    try:
+        with db.session() as s:
+            counts = import_stimuli(s, get_study(s, study), directory)
+    except DomainError as exc:
+        _fail(exc.message)
+    typer.echo("Imported " + ", ".join(f"{n} {c}" for c, n in sorted(counts.items())) + f" stimuli into '{study}'.")
+
+
+@stimuli_app.command("export")
+def stimuli_export(
+    study: str = typer.Option(..., "--study"),
+    out: Path = typer.Option(..., "--out"),
+    database_url: str | None = typer.Option(None),
+) -> None:
+    """Write every stimulus as a PNG at native size plus manifest.csv with its metrics."""
+    from app.stimuli.service import export_stimuli
+    from app.studies.service import get_study
+
+    db = _db(database_url)
+    try:
+        with db.session() as s:
+            n = export_stimuli(s, get_study(s, study), out)
+    except DomainError as exc:
+        _fail(exc.message)
+    typer.echo(f"Wrote {n} stimuli and manifest.csv to {out}.")
+
+
+@cli.command("export")
+def export(
+    study: str = typer.Option(..., "--study"),
+    out: Path = typer.Option(..., "--out"),
+    database_url: str | None = typer.Option(None),
+) -> None:
+    """Write trials.csv and participants.csv (tidy; loads unchanged in pandas and R)."""
+    from app.exports import export_results
+    from app.studies.service import get_study
+
+    db = _db(database_url)
+    try:
+        with db.session() as s:
+            n_t, n_p = export_results(s, get_study(s, study), out)
+    except DomainError as exc:
+        _fail(exc.message)
+    typer.echo(f"Wrote {n_t} trials and {n_p} participants to {out}.")
+
+
+# --- admin ---------------------------------------------------------------------------------------
+
+
+@admin_app.command("create-user")
+def admin_create_user(
+    email: str,
+    database_url: str | None = typer.Option(None),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from standard input."),
+) -> None:
+    """Create an admin user; asks for the password (stored as an argon2 hash)."""
+    from app.admin.auth import create_user
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat password: ") != password:
+            _fail("the passwords do not match")
+    db = _db(database_url)
+    try:
+        with db.session() as s:
+            create_user(s, email, password)
+    except DomainError as exc:
+        _fail(exc.message)
+    typer.echo(f"Admin user {email.strip().lower()} created.")
+
+
+# --- serve and demo ------------------------------------------------------------------------------
+
+
+@cli.command("serve")
+def serve(
+    host: str = typer.Option("127.0.0.1"),
+    port: int = typer.Option(8000),
+    workers: int = typer.Option(1, min=1, max=64, help="uvicorn worker processes"),
+    database_url: str | None = typer.Option(None),
+) -> None:
+    """Run the web server against the configured database (production entry point)."""
+    import os
+
+    import uvicorn
+
+    s = _settings(database_url)
+    if database_url:
+        os.environ["LPSTUDY_DATABASE_URL"] = database_url
+    logging.basicConfig(level=s.log_level)
+    uvicorn.run(
+        "app.asgi:app",
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,
+        proxy_headers=True,
+        log_level=s.log_level.lower(),
+    )
+
+
+@cli.command("demo")
+def demo(
+    host: str = typer.Option("127.0.0.1"),
+    port: int = typer.Option(8000),
+    database_url: str = typer.Option("sqlite:///var/lpstudy-demo.db"),
+    data_dir: Path | None = typer.Option(None, help="Folder with MNIST (default: LPSTUDY_DATA_DIR)"),
+) -> None:
+    """Set up the demo database and study, then serve it. Prints the participant and admin links."""
+    import uvicorn
+
+    from app.demo.service import ensure_demo_study, random_prolific_id, reset_demo_admin
+    from app.main import create_app
+
+    s = _settings(database_url)
+    if data_dir is not None:
+        s = s.model_copy(update={"data_dir": data_dir})
+    logging.basicConfig(level=logging.WARNING)
+    upgrade(s.database_url)
+    db = Database(s)
+    with db.session() as session:
+        study, source = ensure_demo_study(session, s.data_dir)
+        email, password = reset_demo_admin(session)
+        slug = study.slug
+    if source:
+        typer.echo(f"Demo stimuli: {source}")
+    base = f"http://{host}:{port}"
+    pid, sid, sess = random_prolific_id(), random_prolific_id(), random_prolific_id()
+    typer.echo(f"Participant link: {base}/s/{slug}?PROLIFIC_PID={pid}&STUDY_ID={sid}&SESSION_ID={sess}")
+    typer.echo(f"Admin link: {base}/admin/login")
+    typer.echo(f"Admin login: {email} / {password}")
+    sys.stdout.flush()
+    uvicorn.run(create_app(s, db), host=host, port=port, access_log=False, log_level="warning")
+
+
+def _mount_worker_commands() -> None:
+    """Commands implemented in workers/ (modules that import torch only inside their functions)."""
+    try:
+        from workers.cli_data import app as data_app
+
+        cli.add_typer(data_app, name="data", help="Datasets: fetch MNIST and CIFAR-10.")
+    except ImportError:
+        pass
+    try:
+        from workers.cli_models import app as models_app
+
+        cli.add_typer(models_app, name="models", help="Robust models: train, eval, list, export.")
+    except ImportError:
+        pass
+    try:
+        from workers.cli_stimuli import make
+
+        stimuli_app.command("make")(make)
+    except ImportError:
+        pass
+
+
+_mount_worker_commands()
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""Tidy CSV exports of a study's results: one row per answered trial, one row per participant."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.models import Condition, Participant, Stimulus, Study, Trial
+
+TRIAL_COLUMNS = (
+    "prolific_pid",
+    "session_id",
+    "condition",
+    "position",
+    "stimulus_id",
+    "image_index",
+    "true_label",
+    "response_label",
+    "confidence",
+    "rt_ms",
+    "shown_at",
+    "answered_at",
+    "kind",
+    "correct",
+)
+PARTICIPANT_COLUMNS = (
+    "prolific_pid",
+    "study_id",
+    "session_id",
+    "condition",
+    "status",
+    "started_at",
+    "finished_at",
+    "age",
+    "gender",
+    "student",
+    "employment",
+    "attention_failures",
+)
+
+
+def _ts(value: dt.datetime | None) -> str:
+    if value is None:
+        return ""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _c(v: object) -> str:
+    return "" if v is None else str(v)
+
+
+def export_results(session: Session, study: Study, out: Path) -> tuple[int, int]:
+    """Write trials.csv and participants.csv (UTF-8, comma, ISO-8601 UTC times, empty = missing)."""
+    out.mkdir(parents=True, exist_ok=True)
+    n_trials = 0
+    with (out / "trials.csv").open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(TRIAL_COLUMNS)
+        rows = session.execute(
+            select(
+                Participant.prolific_pid,
+                Participant.prolific_session_id,
+                Condition.code,
+                Trial.position,
+                Trial.stimulus_id,
+                Stimulus.image_index,
+                Stimulus.label,
+                Trial.response_label,
+                Trial.confidence,
+                Trial.rt_ms,
+                Trial.shown_at,
+                Trial.answered_at,
+                Trial.kind,
+                Trial.expected_label,
+            )
+            .join(Participant, Participant.id == Trial.participant_id)
+            .join(Condition, Condition.id == Participant.condition_id)
+            .join(Stimulus, Stimulus.id == Trial.stimulus_id, isouter=True)
+            .where(Participant.study_id == study.id, Trial.answered_at.is_not(None))
+            .order_by(Participant.id, Trial.position)
+        )
+        for pid, sess, code, pos, sid, idx, true_label, resp, conf, rt, shown, answered, kind, expected in rows:
+            truth = true_label if kind == "stimulus" else expected
+            correct = "" if truth is None or resp is None else int(resp == truth)
+            w.writerow(
+                [
+                    pid,
+                    _c(sess),
+                    code,
+                    pos + 1,
+                    _c(sid),
+                    _c(idx),
+                    _c(truth),
+                    _c(resp),
+                    _c(conf),
+                    _c(rt),
+                    _ts(shown),
+                    _ts(answered),
+                    kind,
+                    correct,
+                ]
+            )
+            n_trials += 1
+    n_participants = 0
+    with (out / "participants.csv").open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(PARTICIPANT_COLUMNS)
+        for p, code in session.execute(
+            select(Participant, Condition.code)
+            .join(Condition, Condition.id == Participant.condition_id)
+            .where(Participant.study_id == study.id)
+            .order_by(Participant.id)
+        ):
+            w.writerow(
+                [
+                    p.prolific_pid,
+                    _c(p.prolific_study_id),
+                    _c(p.prolific_session_id),
+                    code,
+                    p.status,
+                    _ts(p.started_at),
+                    _ts(p.finished_at),
+                    _c(p.age),
+                    _c(p.gender),
+                    _c(p.student),
+                    _c(p.employment),
+                    p.attention_failures,
+                ]
+            )
+            n_participants += 1
+    return n_trials, n_participants

@@ -1,0 +1,19 @@
+from app.models.admin import AdminUser
+from app.models.base import Base
+from app.models.participant import Participant, ParticipantStatus, Stage, Trial
+from app.models.stimulus import Stimulus
+from app.models.study import CONDITION_CODES, Condition, Study, StudyStatus
+
+__all__ = [
+    "CONDITION_CODES",
+    "AdminUser",
+    "Base",
+    "Condition",
+    "Participant",
+    "ParticipantStatus",
+    "Stage",
+    "Stimulus",
+    "Study",
+    "StudyStatus",
+    "Trial",
+]

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.models.base import Base, utcnow
+
+if TYPE_CHECKING:
+    from app.models.stimulus import Stimulus
+
+
+class StudyStatus(enum.StrEnum):
+    DRAFT = "draft"
+    ACTIVE = "active"
+    CLOSED = "closed"
+
+
+CONDITION_CODES = ("CB", "CAI", "CAP")
+
+
+class Study(Base):
+    __tablename__ = "studies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    dataset: Mapped[str] = mapped_column(String(32))
+    norm: Mapped[str] = mapped_column(String(8))
+    labels: Mapped[list[Any]]
+    trials_per_participant: Mapped[int]
+    scales: Mapped[list[Any]]
+    timeout_minutes: Mapped[int]
+    code_completed: Mapped[str] = mapped_column(String(64))
+    code_no_consent: Mapped[str] = mapped_column(String(64))
+    code_failed_attention: Mapped[str] = mapped_column(String(64))
+    # Attention checks: {"positions": [..], ...} or None when disabled.
+    attention: Mapped[dict[str, Any] | None]
+    consent_text: Mapped[str] = mapped_column(Text)
+    instructions_text: Mapped[str] = mapped_column(Text)
+    # The TOML text the study was created from, verbatim, for reproduction and preregistration.
+    config_source: Mapped[str] = mapped_column(Text)
+    config: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16), default=StudyStatus.DRAFT)
+    # Bumped by every assignment: the UPDATE takes the row lock that serialises assignment
+    # across processes (PostgreSQL row lock; SQLite's single writer lock).
+    assignment_seq: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    conditions: Mapped[list[Condition]] = relationship(
+        back_populates="study", order_by="Condition.id", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (CheckConstraint("status IN ('draft', 'active', 'closed')", name="status"),)
+
+    def condition(self, code: str) -> Condition | None:
+        return next((c for c in self.conditions if c.code == code), None)
+
+
+class Condition(Base):
+    __tablename__ = "conditions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    code: Mapped[str] = mapped_column(String(8))
+    target: Mapped[int]
+
+    study: Mapped[Study] = relationship(back_populates="conditions")
+    stimuli: Mapped[list[Stimulus]] = relationship(back_populates="condition", passive_deletes=True)
+
+    __table_args__ = (
+        UniqueConstraint("study_id", "code"),
+        CheckConstraint("code IN ('CB', 'CAI', 'CAP')", name="code"),
+    )

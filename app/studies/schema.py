@@ -1,0 +1,211 @@
+"""The study config file (TOML): schema, validation and error messages that name the field and line."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from app.errors import ConfigError
+
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}[a-z0-9]$")
+CODE_RE = re.compile(r"^[A-Za-z0-9]{2,64}$")
+
+IMAGE_SHAPES: dict[str, tuple[int, int, int]] = {
+    # dataset: (height, width, channels)
+    "mnist": (28, 28, 1),
+    "cifar10": (32, 32, 3),
+}
+DATASET_NORMS = {"mnist": {"l0", "l2", "linf"}, "cifar10": {"l0", "l2", "linf"}}
+DEFAULT_LABELS = {
+    "mnist": ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
+    "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
+}
+
+
+ConditionCode = Literal["CB", "CAI", "CAP"]
+ALL_CONDITIONS: tuple[ConditionCode, ...] = ("CB", "CAI", "CAP")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class CompletionCodes(_Strict):
+    completed: str
+    no_consent: str
+    failed_attention: str
+
+    @field_validator("completed", "no_consent", "failed_attention")
+    @classmethod
+    def _code(cls, v: str) -> str:
+        if not CODE_RE.match(v):
+            raise ValueError("a Prolific completion code is 2-64 letters or digits")
+        return v
+
+
+class AttentionChecks(_Strict):
+    """Instructed-response checks. Prolific allows flagging a participant only after two failures."""
+
+    enabled: bool = True
+    # 1-based positions among all trials (stimuli plus checks); default: spread evenly.
+    positions: list[int] | None = None
+    count: int = Field(default=2, ge=1, le=10)
+    fail_threshold: int = Field(default=2, ge=2, le=10)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AttentionChecks:
+        if self.positions is not None:
+            if len(set(self.positions)) != len(self.positions):
+                raise ValueError("positions must be distinct")
+            self.count = len(self.positions)
+        if self.fail_threshold > self.count:
+            raise ValueError(
+                f"fail_threshold ({self.fail_threshold}) cannot exceed the number of checks ({self.count})"
+            )
+        return self
+
+
+class Texts(_Strict):
+    consent: str = Field(min_length=1)
+    instructions: str = Field(min_length=1)
+
+
+class Generation(_Strict):
+    """How the worker makes stimuli for this study (used by the background worker)."""
+
+    model: str | None = None
+    second_model: str | None = None
+    seed: int = 0
+    # Source images per condition to attempt; the pool is what succeeds.
+    images: int = Field(default=75, ge=1, le=10000)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class StudyConfig(_Strict):
+    slug: str
+    title: str = Field(min_length=1, max_length=200)
+    dataset: Literal["mnist", "cifar10"]
+    norm: Literal["l0", "l2", "linf"]
+    labels: list[str] | None = None
+    trials_per_participant: int = Field(default=25, ge=1, le=500)
+    scales: list[int] = Field(default_factory=lambda: [1, 2, 4])
+    conditions: list[ConditionCode] = Field(default_factory=lambda: list(ALL_CONDITIONS))
+    participants_per_condition: int = Field(ge=1, le=100000)
+    timeout_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    completion_codes: CompletionCodes
+    attention_checks: AttentionChecks | None = None
+    texts: Texts
+    generation: Generation = Field(default_factory=Generation)
+
+    @field_validator("slug")
+    @classmethod
+    def _slug(cls, v: str) -> str:
+        if not SLUG_RE.match(v):
+            raise ValueError("use 3-64 lowercase letters, digits and '-', not starting or ending with '-'")
+        return v
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        if len(v) != 10:
+            raise ValueError(f"exactly 10 label names are needed, got {len(v)}")
+        if any(not s for s in v):
+            raise ValueError("label names cannot be empty")
+        if len(set(v)) != 10:
+            raise ValueError("label names must be distinct")
+        return v
+
+    @field_validator("scales")
+    @classmethod
+    def _scales(cls, v: list[int]) -> list[int]:
+        if not v:
+            raise ValueError("at least one display scale is needed")
+        if any(s < 1 or s > 16 for s in v):
+            raise ValueError("each display scale must be an integer from 1 to 16")
+        if len(set(v)) != len(v):
+            raise ValueError("display scales must be distinct")
+        return v
+
+    @field_validator("conditions")
+    @classmethod
+    def _conditions(cls, v: list[ConditionCode]) -> list[ConditionCode]:
+        if not v:
+            raise ValueError("at least one condition (CB, CAI, CAP) is needed")
+        if len(set(v)) != len(v):
+            raise ValueError("conditions must be distinct")
+        return v
+
+    @model_validator(mode="after")
+    def _cross(self) -> StudyConfig:
+        if self.labels is None:
+            self.labels = list(DEFAULT_LABELS[self.dataset])
+        ac = self.attention_checks
+        if ac is not None and ac.enabled and ac.positions is not None:
+            total = self.trials_per_participant + ac.count
+            bad = [p for p in ac.positions if p < 1 or p > total]
+            if bad:
+                raise ValueError(f"attention_checks.positions {bad} are outside 1..{total}")
+        return self
+
+    @property
+    def total_trials(self) -> int:
+        return self.trials_per_participant + len(self.attention_positions())
+
+    def attention_positions(self) -> list[int]:
+        """0-based positions of attention checks among all trials."""
+        ac = self.attention_checks
+        if ac is None or not ac.enabled:
+            return []
+        if ac.positions is not None:
+            return sorted(p - 1 for p in ac.positions)
+        total = self.trials_per_participant + ac.count
+        return [round((i + 1) * total / (ac.count + 1)) - 1 for i in range(ac.count)]
+
+
+def _line_of(source: str, loc: tuple[Any, ...]) -> int | None:
+    """Best-effort line number (1-based) of the field at ``loc`` in the TOML source."""
+    keys = [k for k in loc if isinstance(k, str)]
+    if not keys:
+        return None
+    table, key = keys[:-1], keys[-1]
+    current: list[str] = []
+    header_line: int | None = None
+    for n, raw in enumerate(source.splitlines(), start=1):
+        line = raw.strip()
+        m = re.match(r"^\[\s*([A-Za-z0-9_.\-]+)\s*\]", line)
+        if m:
+            current = m.group(1).split(".")
+            if current == table:
+                header_line = n
+            continue
+        if current == table and re.match(rf"^{re.escape(key)}\s*=", line):
+            return n
+    return header_line
+
+
+def parse_study_config(source: str, *, filename: str = "study.toml") -> StudyConfig:
+    try:
+        data = tomllib.loads(source)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{filename}: not valid TOML: {exc}") from exc
+    try:
+        return StudyConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            field = ".".join(str(p) for p in loc) or "(top level)"
+            line = _line_of(source, loc)
+            where = f"{filename}:{line}" if line else filename
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "missing":
+                msg = "this field is required"
+            elif err["type"] == "extra_forbidden":
+                msg = "unknown field (check the spelling)"
+            problems.append(f"{where}: {field}: {msg}")
+        raise ConfigError("Invalid study config:\n  " + "\n  ".join(problems)) from exc

@@ -1,0 +1,190 @@
+"""Shared fixtures: every DB test runs on SQLite and on a real PostgreSQL, both built by `alembic upgrade head`."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from app.config import Settings
+from app.db import Database, upgrade
+from app.models import Base
+
+REPO = Path(__file__).resolve().parent.parent
+PG_ADMIN_URL = os.environ.get("LPSTUDY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+BACKENDS = [b for b in os.environ.get("LPSTUDY_TEST_BACKENDS", "sqlite,postgresql").split(",") if b]
+
+
+def real_data_dir() -> Path | None:
+    """LPSTUDY_DATA_DIR, else ../shared/data beside the checkout; None when absent."""
+    env = os.environ.get("LPSTUDY_DATA_DIR")
+    for cand in ([Path(env)] if env else []) + [REPO.parent / "shared" / "data"]:
+        if cand.is_dir() and (cand / "mnist").is_dir():
+            return cand
+    return None
+
+
+@pytest.fixture(scope="session")
+def pg_template_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, migrated once."""
+    name = f"lpstudy_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    upgrade(url)
+    yield url
+    with admin.connect() as c:
+        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A migrated, empty database on each backend."""
+    if request.param == "sqlite":
+        tpl: Path = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "test.db"
+        shutil.copy(tpl, path)
+        yield f"sqlite:///{path}"
+    else:
+        url: str = request.getfixturevalue("pg_template_url")
+        engine = create_engine(url)
+        tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+        with engine.begin() as c:
+            c.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        engine.dispose()
+        yield url
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Path) -> Settings:
+    return Settings(env="test", database_url=db_url, data_dir=tmp_path / "data", secret_key="t" * 40)
+
+
+@pytest.fixture
+def db(settings: Settings) -> Iterator[Database]:
+    database = Database(settings)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def app(settings: Settings, db: Database):  # type: ignore[no-untyped-def]
+    from app.main import create_app
+
+    return create_app(settings, db)
+
+
+@pytest.fixture
+def client(app):  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    with TestClient(app, follow_redirects=False) as c:
+        yield c
+
+
+STUDY_TOML = """
+slug = "{slug}"
+title = "Test study"
+dataset = "mnist"
+norm = "l0"
+trials_per_participant = {trials}
+conditions = [{conditions}]
+participants_per_condition = {target}
+timeout_minutes = 30
+{extra}
+
+[completion_codes]
+completed = "CDONE1"
+no_consent = "CNOCONS"
+failed_attention = "CFAILED"
+
+[texts]
+consent = "Consent text"
+instructions = "Instruction text"
+"""
+
+
+def study_toml(
+    slug: str = "test-study",
+    trials: int = 5,
+    conditions: tuple[str, ...] = ("CB", "CAI", "CAP"),
+    target: int = 10,
+    extra: str = "",
+) -> str:
+    conds = ", ".join(f'"{c}"' for c in conditions)
+    return STUDY_TOML.format(slug=slug, trials=trials, conditions=conds, target=target, extra=extra)
+
+
+def _make_study(
+    db: Database,
+    *,
+    slug: str = "test-study",
+    trials: int = 5,
+    pool: int = 8,
+    conditions: tuple[str, ...] = ("CB", "CAI", "CAP"),
+    target: int = 10,
+    activate: bool = True,
+    extra: str = "",
+    seed: int = 0,
+) -> str:
+    """Create a study with `pool` synthetic 28x28 stimuli per condition; returns the slug."""
+    from app.stimuli.service import add_stimulus
+    from app.studies.service import activate_study, create_study
+
+    rng = np.random.default_rng(seed)
+    with db.session() as s:
+        study = create_study(s, study_toml(slug, trials, conditions, target, extra))
+        for cond in study.conditions:
+            for i in range(pool):
+                pixels = rng.integers(0, 256, size=(28, 28), dtype=np.uint8)
+                add_stimulus(
+                    s,
+                    study,
+                    cond,
+                    image_index=i,
+                    label=i % 10,
+                    pixels=pixels,
+                    extra={"l0": 3, "ssim": 0.9, "model_pred": (i + 1) % 10},
+                )
+        s.flush()
+        if activate:
+            activate_study(s, study)
+    return slug
+
+
+def _prolific_id(rng: random.Random | None = None) -> str:
+    r = rng or random
+    return "".join(r.choice("0123456789abcdef") for _ in range(24))
+
+
+@pytest.fixture
+def make_study():  # type: ignore[no-untyped-def]
+    """make_study(db, slug=..., trials=..., pool=..., conditions=..., target=..., activate=...) -> slug"""
+    return _make_study
+
+
+@pytest.fixture
+def new_pid():  # type: ignore[no-untyped-def]
+    return _prolific_id
+
+
+@pytest.fixture
+def toml_for():  # type: ignore[no-untyped-def]
+    return study_toml

@@ -1,0 +1,30 @@
+"""Adversarial attacks for the three studies, behind a registry (see ``registry``).
+
+| norm | CAI | CAP |
+|---|---|---|
+| l0 | ``jsma`` (cleverhans 2.1, ``all`` targets) | ``l0_cap`` (copy pixels of a target-class digit) |
+| l2 | ``l2_fixed`` from the highest-SSIM start | ``l2_fixed`` from the lowest-SSIM start |
+| linf | ``linf_pgd_ssim`` with SSIM ascent | ``linf_pgd_ssim`` with SSIM descent |
+"""
+
+from workers.attacks.registry import (
+    ATTACKS,
+    CONDITIONS,
+    AttackResult,
+    AttackSpec,
+    attack_for,
+    get_attack,
+    list_attacks,
+    register,
+)
+
+__all__ = [
+    "ATTACKS",
+    "CONDITIONS",
+    "AttackResult",
+    "AttackSpec",
+    "attack_for",
+    "get_attack",
+    "list_attacks",
+    "register",
+]

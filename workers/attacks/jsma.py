@@ -1,0 +1,388 @@
+"""JSMA (Papernot et al. 2016) as in cleverhans 2.1 (``jsma_symbolic``), batched, with algebraic speedups.
+
+cleverhans 2.1 semantics kept here:
+
+* the Jacobian is taken over the softmax probabilities (``use_logits=True`` takes it over the logits);
+* ``theta = +1``, ``gamma = 0.15``: at most ``floor(n_features * gamma / 2)`` iterations (58 on MNIST), each
+  setting a pair of features to ``clip(x + theta)``; a chosen pair leaves the search domain, and the initial
+  domain holds the features not yet at ``clip_max`` (``clip_min`` when decreasing);
+* a sample stops when the model predicts its target or fewer than two features are left in the domain;
+* the target is random, ``(prediction + randint(1, 9)) mod n_classes``, unless one is given.
+
+Deliberate differences:
+
+* **Guard.** When the saliency map is all zero, cleverhans silently picks ``argmax = 0``: it perturbs pixel 0
+  (twice) and leaves the domain at -1. Here the sample stops and is counted as a failure.
+* **Algebra.** Over probabilities, ``sum_{k != t} p_k = 1 - p_t``, so ``beta = -alpha`` *exactly* (also after the
+  domain masking, because ``max |beta| = max |alpha|``). cleverhans's pair score ``-(a_p + a_q)(b_p + b_q)``
+  masked by ``a_p + a_q > 0, b_p + b_q < 0`` is then ``(a_p + a_q)^2`` on ``a_p + a_q > 0``, maximised by the two
+  largest ``alpha`` entries inside the domain (masked entries are ``<= -max|alpha|`` and never win). So one
+  backward pass (of ``p_t``) and a top-2 replace ten backward passes and an ``n x n`` map. Over logits two
+  backward passes (``z_t`` and ``sum_k z_k``) give alpha and beta; the ``n x n`` pair map is still evaluated,
+  in chunks. ``jsma_reference`` is the literal port these identities are tested against.
+* **Modes.** ``random`` runs one random target per image exactly as cleverhans does (stop on the target).
+  ``all`` runs every target class in lock step and keeps, per image, the successful result that changes the
+  fewest pixels. Each iteration changes exactly two new pixels (both in the domain), so the first iteration
+  at which any run of an image succeeds gives its minimal L0; the image's other runs stop there. By default
+  ``all`` also stops a run as soon as the image is misclassified (``stop="misclassified"``), i.e. it keeps the
+  earliest misclassified iterate of the cleverhans trajectory; ``stop="target"`` reproduces cleverhans's stop.
+
+Success means misclassified (``F(x') != y``), judged on the 8-bit image (JSMA's pixels stay on the 8-bit grid
+for ``theta = +-1``: each changed pixel goes to exactly ``clip_max`` or ``clip_min``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from workers.attacks.registry import AttackResult, register
+from workers.budgets import to_uint8
+
+MODES = ("random", "all")
+STOPS = ("target", "misclassified")
+
+# Run status codes.
+_RUNNING, _REACHED, _FINAL, _GUARD, _CANCELLED = 0, 1, 2, 3, 4
+
+
+def random_targets(pred: torch.Tensor, n_classes: int, generator: torch.Generator | None) -> torch.Tensor:
+    """cleverhans-style random targets: ``(pred + randint(1, n_classes - 1)) mod n_classes``."""
+    off = torch.randint(1, n_classes, (pred.shape[0],), generator=generator, device="cpu").to(pred.device)
+    return (pred + off) % n_classes
+
+
+def _select_pair_probs(
+    alpha: torch.Tensor, domain: torch.Tensor, increase: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Best pair over probabilities: the two largest (increase) / smallest alpha entries in the domain."""
+    s = alpha if increase else -alpha
+    s = s.masked_fill(~domain, -math.inf)
+    top = s.topk(2, dim=1)
+    ok = torch.isfinite(top.values).all(1) & (top.values.sum(1) > 0)
+    return top.indices[:, 0], top.indices[:, 1], ok
+
+
+def _masked_tmp(
+    alpha: torch.Tensor, beta: torch.Tensor, domain: torch.Tensor, increase: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """cleverhans's ``target_tmp`` and ``other_tmp``: out-of-domain features pushed out of contention."""
+    coef = (2.0 if increase else -2.0) * (~domain).to(alpha.dtype)
+    ta = alpha - coef * alpha.abs().amax(1, keepdim=True)
+    tb = beta + coef * beta.abs().amax(1, keepdim=True)
+    return ta, tb
+
+
+def _select_pair_full(
+    ta: torch.Tensor, tb: torch.Tensor, increase: bool, chunk: int = 16
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The literal n x n pair search on (masked) alpha/beta, as cleverhans: returns (p1, p2, score > 0)."""
+    n = ta.shape[1]
+    off_diag = ~torch.eye(n, dtype=torch.bool, device=ta.device)
+    p1s, p2s, oks = [], [], []
+    for s in range(0, ta.shape[0], chunk):
+        a = ta[s : s + chunk]
+        b = tb[s : s + chunk]
+        ts = a.unsqueeze(2) + a.unsqueeze(1)  # [B, n (p2 / row), n (p1 / col)]
+        os_ = b.unsqueeze(2) + b.unsqueeze(1)
+        mask = (ts > 0) & (os_ < 0) if increase else (ts < 0) & (os_ > 0)
+        scores = torch.where(mask & off_diag, -ts * os_, torch.zeros((), dtype=ts.dtype, device=ts.device))
+        flat = scores.flatten(1)
+        best = flat.argmax(1)
+        p1s.append(best % n)
+        p2s.append(best // n)
+        oks.append(flat.gather(1, best.unsqueeze(1)).squeeze(1) > 0)
+    return torch.cat(p1s), torch.cat(p2s), torch.cat(oks)
+
+
+def _run(
+    model: torch.nn.Module,
+    x0: torch.Tensor,
+    y: torch.Tensor,
+    t: torch.Tensor,
+    group: torch.Tensor | None,
+    *,
+    theta: float,
+    gamma: float,
+    use_logits: bool,
+    stop: str,
+    clip_min: float,
+    clip_max: float,
+) -> dict[str, torch.Tensor]:
+    """Run JSMA on R runs in lock step; ``group`` (image ids) settles all runs of an image on its first success."""
+    r = x0.shape[0]
+    shape = x0.shape
+    n_feat = int(x0[0].numel())
+    max_iters = int(math.floor(n_feat * gamma / 2))
+    increase = theta > 0
+    dev = x0.device
+    x = x0.detach().clone().flatten(1)
+    domain = (x < clip_max) if increase else (x > clip_min)
+    status = torch.full((r,), _RUNNING, dtype=torch.long, device=dev)
+    iters = torch.zeros(r, dtype=torch.long, device=dev)
+    pred_r = torch.full((r,), -1, dtype=torch.long, device=dev)
+    for i in range(max_iters + 1):
+        act = (status == _RUNNING).nonzero().squeeze(1)
+        if act.numel() == 0:
+            break
+        xa = x[act].view(-1, *shape[1:]).requires_grad_(True)
+        with torch.enable_grad():
+            logits = model(xa)
+            pred = logits.argmax(1)
+            pred_r[act] = pred.detach()
+            ya, ta = y[act], t[act]
+            reached = pred == ta if stop == "target" else pred != ya
+            if i == max_iters:
+                status[act] = torch.where(reached, _REACHED, _FINAL)
+                break
+            dom_ok = domain[act].sum(1) >= 2
+            new_status = torch.where(reached, _REACHED, torch.where(dom_ok, _RUNNING, _FINAL))
+            status[act] = new_status
+            if group is not None:
+                won = (new_status != _RUNNING) & (pred != ya)
+                if bool(won.any()):
+                    settled = torch.zeros(int(group.max()) + 1, dtype=torch.bool, device=dev)
+                    settled[group[act][won]] = True
+                    cancel = settled[group] & (status == _RUNNING)
+                    status[cancel] = _CANCELLED
+            cont_local = status[act] == _RUNNING
+            if not bool(cont_local.any()):
+                continue
+            w = cont_local.to(logits.dtype)
+            if use_logits:
+                zt = logits.gather(1, ta.unsqueeze(1)).squeeze(1)
+                (ga,) = torch.autograd.grad((zt * w).sum(), xa, retain_graph=True)
+                (gs,) = torch.autograd.grad((logits.sum(1) * w).sum(), xa)
+                alpha = ga.flatten(1)
+                beta = gs.flatten(1) - alpha
+            else:
+                pt = torch.softmax(logits, dim=1).gather(1, ta.unsqueeze(1)).squeeze(1)
+                (ga,) = torch.autograd.grad((pt * w).sum(), xa)
+                alpha = ga.flatten(1)
+        rows = act[cont_local]
+        alpha = alpha[cont_local]
+        dom = domain[rows]
+        if use_logits:
+            ta_, tb_ = _masked_tmp(alpha, beta[cont_local], dom, increase)
+            p1, p2, ok = _select_pair_full(ta_, tb_, increase)
+        else:
+            p1, p2, ok = _select_pair_probs(alpha, dom, increase)
+        status[rows[~ok]] = _GUARD
+        rows, p1, p2 = rows[ok], p1[ok], p2[ok]
+        xr = x[rows]
+        ar = torch.arange(rows.numel(), device=dev)
+        if increase:
+            xr[ar, p1] = (xr[ar, p1] + theta).clamp(max=clip_max)
+            xr[ar, p2] = (xr[ar, p2] + theta).clamp(max=clip_max)
+        else:
+            xr[ar, p1] = (xr[ar, p1] + theta).clamp(min=clip_min)
+            xr[ar, p2] = (xr[ar, p2] + theta).clamp(min=clip_min)
+        x[rows] = xr
+        dr = domain[rows]
+        dr[ar, p1] = False
+        dr[ar, p2] = False
+        domain[rows] = dr
+        iters[rows] += 1
+    success = ((status == _REACHED) | (status == _FINAL)) & (pred_r != y)
+    return {
+        "x": x.view(shape),
+        "status": status,
+        "iters": iters,
+        "pred": pred_r,
+        "success": success,
+        "max_iters": torch.tensor(max_iters),
+    }
+
+
+@register(
+    "jsma",
+    "l0",
+    ("CAI",),
+    defaults={"mode": "all", "theta": 1.0, "gamma": 0.15, "use_logits": False, "stop": None},
+)
+def jsma(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    condition: str = "CAI",
+    generator: torch.Generator | None = None,
+    mode: str = "all",
+    targets: torch.Tensor | None = None,
+    theta: float = 1.0,
+    gamma: float = 0.15,
+    use_logits: bool = False,
+    stop: str | None = None,
+    clip_min: float = 0.0,
+    clip_max: float = 1.0,
+    n_classes: int | None = None,
+    chunk_images: int = 256,
+    **_: Any,
+) -> AttackResult:
+    """JSMA on a batch ``x`` (``[N, C, H, W]`` in [0, 1]) with true labels ``y``.
+
+    ``mode="random"``: one target per image (``targets`` if given, else random as cleverhans), cleverhans's
+    stop on the target unless ``stop`` says otherwise. ``mode="all"``: every class other than the
+    prediction; per image, the successful run with the fewest iterations (= changed pixels), ties broken by
+    the smaller L2; ``stop`` defaults to ``"misclassified"``.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown JSMA mode {mode!r}; choose one of {MODES}")
+    stop = stop or ("target" if mode == "random" else "misclassified")
+    if stop not in STOPS:
+        raise ValueError(f"unknown stop {stop!r}; choose one of {STOPS}")
+    if theta == 0:
+        raise ValueError("theta must be non-zero")
+    x = x.detach()
+    y = y.to(x.device).long()
+    n = x.shape[0]
+    with torch.no_grad():
+        logits0 = model(x)
+    n_classes = n_classes or int(logits0.shape[1])
+    pred0 = logits0.argmax(1)
+    if mode == "random" and targets is None:
+        targets = random_targets(pred0, n_classes, generator)
+    kw = {
+        "theta": theta,
+        "gamma": gamma,
+        "use_logits": use_logits,
+        "stop": stop,
+        "clip_min": clip_min,
+        "clip_max": clip_max,
+    }
+    adv = x.clone()
+    success = torch.zeros(n, dtype=torch.bool, device=x.device)
+    target_out = torch.full((n,), -1, dtype=torch.long, device=x.device)
+    iters_out = torch.zeros(n, dtype=torch.long, device=x.device)
+    notes = [""] * n
+    for s in range(0, n, chunk_images):
+        sl = slice(s, min(n, s + chunk_images))
+        xb, yb, pb = x[sl], y[sl], pred0[sl]
+        m = xb.shape[0]
+        if mode == "random":
+            assert targets is not None
+            tb = targets[sl].to(x.device).long()
+            out = _run(model, xb, yb, tb, None, **kw)
+            adv[sl] = out["x"]
+            success[sl] = out["success"]
+            target_out[sl] = tb
+            iters_out[sl] = out["iters"]
+            for j in range(m):
+                if int(out["status"][j]) == _GUARD:
+                    notes[s + j] = "saliency map all zero"
+                elif not bool(out["success"][j]):
+                    notes[s + j] = "still classified correctly"
+            continue
+        k = n_classes - 1
+        offs = torch.arange(1, n_classes, device=x.device)
+        tb = ((pb.unsqueeze(1) + offs.unsqueeze(0)) % n_classes).reshape(-1)
+        group = torch.arange(m, device=x.device).repeat_interleave(k)
+        out = _run(model, xb.repeat_interleave(k, 0), yb.repeat_interleave(k), tb, group, **kw)
+        l2 = (out["x"] - xb.repeat_interleave(k, 0)).flatten(1).norm(dim=1)
+        key = torch.where(out["success"], out["iters"].double() * 1e4 + l2.double(), math.inf).view(m, k)
+        best = key.argmin(1)
+        ok = torch.isfinite(key.gather(1, best.unsqueeze(1)).squeeze(1))
+        idx = torch.arange(m, device=x.device) * k + best
+        adv[sl] = torch.where(ok.view(-1, 1, 1, 1), out["x"][idx], xb)
+        success[sl] = ok
+        target_out[sl] = torch.where(ok, tb[idx], -1)
+        iters_out[sl] = torch.where(ok, out["iters"][idx], out["iters"].view(m, k).max(1).values)
+        for j in range(m):
+            if not bool(ok[j]):
+                st = out["status"].view(m, k)[j]
+                notes[s + j] = (
+                    "saliency map all zero on every target"
+                    if bool((st == _GUARD).all())
+                    else "still classified correctly for every target"
+                )
+    return AttackResult(
+        adv_u8=to_uint8(adv),
+        success=success,
+        target=target_out,
+        iterations=iters_out,
+        notes=notes,
+        extra={"params": {"mode": mode, "stop": stop, **{k_: v for k_, v in kw.items() if k_ != "stop"}}},  # type: ignore[dict-item]
+    )
+
+
+def jsma_reference(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    theta: float = 1.0,
+    gamma: float = 0.15,
+    use_logits: bool = False,
+    clip_min: float = 0.0,
+    clip_max: float = 1.0,
+    guard: bool = False,
+    trace: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+) -> torch.Tensor:
+    """A literal batched port of cleverhans 2.1 ``jsma_symbolic`` (full Jacobian, ``n x n`` pair map).
+
+    For tests and benchmarks only. With ``guard=False`` it keeps cleverhans's behaviour on an all-zero saliency
+    map (pixel 0 is perturbed and the domain goes to -1). ``trace`` collects ``(p1, p2)`` per iteration.
+    """
+    x_in = x.detach().clone()
+    n_batch = x_in.shape[0]
+    nb_features = int(x_in[0].numel())
+    max_iters = int(math.floor(nb_features * gamma / 2))
+    increase = theta > 0
+    flat = x_in.flatten(1)
+    domain = (flat < clip_max).to(x_in.dtype) if increase else (flat > clip_min).to(x_in.dtype)
+    zero_diag = 1.0 - torch.eye(nb_features, dtype=x_in.dtype, device=x_in.device)
+    cond_in = True
+    i = 0
+    stopped = torch.zeros(n_batch, dtype=torch.bool, device=x_in.device)
+    while i < max_iters and cond_in:
+        xg = x_in.detach().requires_grad_(True)
+        with torch.enable_grad():
+            out = model(xg)
+            preds = out if use_logits else torch.softmax(out, dim=1)
+            nb_classes = preds.shape[1]
+            grads = []
+            for c in range(nb_classes):
+                (g,) = torch.autograd.grad(preds[:, c].sum(), xg, retain_graph=c < nb_classes - 1)
+                grads.append(g.flatten(1))
+        jac = torch.stack(grads)  # [classes, N, n]
+        onehot = torch.nn.functional.one_hot(targets, nb_classes).to(x_in.dtype)
+        target_class = onehot.t().reshape(nb_classes, -1, 1)
+        other_classes = (target_class != 1).to(x_in.dtype)
+        grads_target = (jac * target_class).sum(0)
+        grads_other = (jac * other_classes).sum(0)
+        increase_coef = (4 * int(increase) - 2) * (domain == 0).to(x_in.dtype)
+        target_tmp = grads_target - increase_coef * grads_target.abs().amax(1, keepdim=True)
+        target_sum = target_tmp.unsqueeze(2) + target_tmp.unsqueeze(1)
+        other_tmp = grads_other + increase_coef * grads_other.abs().amax(1, keepdim=True)
+        other_sum = other_tmp.unsqueeze(2) + other_tmp.unsqueeze(1)
+        if increase:
+            scores_mask = (target_sum > 0) & (other_sum < 0)
+        else:
+            scores_mask = (target_sum < 0) & (other_sum > 0)
+        scores = scores_mask.to(x_in.dtype) * (-target_sum * other_sum) * zero_diag
+        flat_scores = scores.reshape(n_batch, -1)
+        best = flat_scores.argmax(1)
+        p1 = best % nb_features
+        p2 = best // nb_features
+        p1_one_hot = torch.nn.functional.one_hot(p1, nb_features).to(x_in.dtype)
+        p2_one_hot = torch.nn.functional.one_hot(p2, nb_features).to(x_in.dtype)
+        preds_onehot = torch.nn.functional.one_hot(preds.argmax(1), nb_classes).to(x_in.dtype)
+        mod_not_done = (onehot * preds_onehot).sum(1) == 0
+        cond = mod_not_done & (domain.sum(1) >= 2)
+        if guard:
+            stopped |= cond & (flat_scores.gather(1, best.unsqueeze(1)).squeeze(1) <= 0)
+            cond &= ~stopped
+        if trace is not None:
+            trace.append((torch.where(cond, p1, -1), torch.where(cond, p2, -1)))
+        to_mod = (p1_one_hot + p2_one_hot) * cond.to(x_in.dtype).unsqueeze(1)
+        domain = domain - to_mod
+        to_mod_r = to_mod.view_as(x_in)
+        if increase:
+            x_in = torch.clamp(x_in + to_mod_r * theta, max=clip_max)
+        else:
+            x_in = torch.clamp(x_in - to_mod_r * theta, min=clip_min)  # sic (cleverhans 2.1)
+        i += 1
+        cond_in = bool(cond.any())
+    return x_in.detach()
