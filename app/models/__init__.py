@@ -1,5 +1,6 @@
 from app.models.admin import AdminUser
 from app.models.base import Base
+from app.models.job import Job, JobStatus, MlModel
 from app.models.participant import Participant, ParticipantStatus, Stage, Trial
 from app.models.stimulus import Stimulus
 from app.models.study import CONDITION_CODES, Condition, Study, StudyStatus
@@ -9,6 +10,9 @@ __all__ = [
     "AdminUser",
     "Base",
     "Condition",
+    "Job",
+    "JobStatus",
+    "MlModel",
     "Participant",
     "ParticipantStatus",
     "Stage",

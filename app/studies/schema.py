@@ -6,7 +6,15 @@ import re
 import tomllib
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from app.errors import ConfigError
 
@@ -74,14 +82,18 @@ class Texts(_Strict):
 
 
 class Generation(_Strict):
-    """How the worker makes stimuli for this study (used by the background worker)."""
+    """Present when the background worker makes this study's stimuli (absent: stimuli are imported)."""
 
+    # A registered model name (e.g. mnist-default), a TorchScript file or a checkpoint; default per dataset.
     model: str | None = None
+    # The independent judge for the automated L0 CAP search; default per dataset.
     second_model: str | None = None
-    seed: int = 0
-    # Source images per condition to attempt; the pool is what succeeds.
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    # Source images to attempt per condition (the paper: 75); the pool is what succeeds.
     images: int = Field(default=75, ge=1, le=10000)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Images per job; the worker batches a whole job on its device.
+    batch_size: int = Field(default=25, ge=1, le=1000)
+    max_attempts: int = Field(default=3, ge=1, le=20)
 
 
 class StudyConfig(_Strict):
@@ -98,7 +110,7 @@ class StudyConfig(_Strict):
     completion_codes: CompletionCodes
     attention_checks: AttentionChecks | None = None
     texts: Texts
-    generation: Generation = Field(default_factory=Generation)
+    generation: Generation | None = None
 
     @field_validator("slug")
     @classmethod
@@ -140,16 +152,22 @@ class StudyConfig(_Strict):
             raise ValueError("conditions must be distinct")
         return v
 
+    @field_validator("attention_checks")
+    @classmethod
+    def _attention_in_range(cls, ac: AttentionChecks | None, info: ValidationInfo) -> AttentionChecks | None:
+        # A field validator (not the model validator) so that the error names attention_checks and its line.
+        trials = info.data.get("trials_per_participant")
+        if ac is not None and ac.enabled and ac.positions is not None and trials is not None:
+            total = trials + ac.count
+            bad = [p for p in ac.positions if p < 1 or p > total]
+            if bad:
+                raise ValueError(f"positions {bad} are outside 1..{total}")
+        return ac
+
     @model_validator(mode="after")
     def _cross(self) -> StudyConfig:
         if self.labels is None:
             self.labels = list(DEFAULT_LABELS[self.dataset])
-        ac = self.attention_checks
-        if ac is not None and ac.enabled and ac.positions is not None:
-            total = self.trials_per_participant + ac.count
-            bad = [p for p in ac.positions if p < 1 or p > total]
-            if bad:
-                raise ValueError(f"attention_checks.positions {bad} are outside 1..{total}")
         return self
 
     @property
@@ -175,6 +193,7 @@ def _line_of(source: str, loc: tuple[Any, ...]) -> int | None:
     table, key = keys[:-1], keys[-1]
     current: list[str] = []
     header_line: int | None = None
+    own_header_line: int | None = None  # the field is itself a table: its [header] line
     for n, raw in enumerate(source.splitlines(), start=1):
         line = raw.strip()
         m = re.match(r"^\[\s*([A-Za-z0-9_.\-]+)\s*\]", line)
@@ -182,17 +201,22 @@ def _line_of(source: str, loc: tuple[Any, ...]) -> int | None:
             current = m.group(1).split(".")
             if current == table:
                 header_line = n
+            if current == [*table, key] and own_header_line is None:
+                own_header_line = n
             continue
         if current == table and re.match(rf"^{re.escape(key)}\s*=", line):
             return n
-    return header_line
+    return own_header_line or header_line
 
 
 def parse_study_config(source: str, *, filename: str = "study.toml") -> StudyConfig:
     try:
         data = tomllib.loads(source)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{filename}: not valid TOML: {exc}") from exc
+        m = re.search(r"at line (\d+)", str(exc))
+        line = m.group(1) if m else (len(source.splitlines()) or 1) if "end of document" in str(exc) else None
+        where = f"{filename}:{line}" if line else filename
+        raise ConfigError(f"{where}: not valid TOML: {exc}") from exc
     try:
         return StudyConfig.model_validate(data)
     except ValidationError as exc:

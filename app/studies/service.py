@@ -48,6 +48,10 @@ def create_study(session: Session, source: str, *, filename: str = "study.toml")
     study.conditions = [Condition(code=c, target=cfg.participants_per_condition) for c in cfg.conditions]
     session.add(study)
     session.flush()
+    if cfg.generation is not None:
+        from app.jobs.service import enqueue_generation
+
+        enqueue_generation(session, study)
     return study
 
 
@@ -74,13 +78,20 @@ def pool_sizes(session: Session, study: Study) -> dict[str, int]:
 
 def activation_problems(session: Session, study: Study) -> list[str]:
     """Why the study cannot be activated yet (empty list: it can)."""
+    from app.jobs.service import unfinished_jobs
+
     sizes = pool_sizes(session, study)
     need = study.trials_per_participant
-    return [
+    problems = []
+    pending = unfinished_jobs(session, study)
+    if pending:
+        problems.append(f"stimulus generation is not finished ({pending} job(s) pending or running)")
+    problems += [
         f"condition {c.code} has {sizes.get(c.code, 0)} stimuli; each participant needs {need} distinct ones"
         for c in study.conditions
         if sizes.get(c.code, 0) < need
     ]
+    return problems
 
 
 def activate_study(session: Session, study: Study) -> Study:

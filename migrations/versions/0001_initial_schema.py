@@ -114,9 +114,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("participants", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_participants_condition_id"), ["condition_id"], unique=False)
-        batch_op.create_index(
-            "ix_participants_study_status_seen", ["study_id", "status", "last_seen_at"], unique=False
-        )
+        batch_op.create_index("ix_participants_study_status_seen", ["study_id", "status", "last_seen_at"], unique=False)
 
     op.create_table(
         "stimuli",
@@ -169,9 +167,7 @@ def upgrade() -> None:
         sa.Column("confidence", sa.Integer(), nullable=True),
         sa.Column("rt_ms", sa.Integer(), nullable=True),
         sa.CheckConstraint("kind IN ('stimulus', 'attention')", name=op.f("ck_trials_kind")),
-        sa.CheckConstraint(
-            "confidence IS NULL OR (confidence BETWEEN 1 AND 5)", name=op.f("ck_trials_confidence")
-        ),
+        sa.CheckConstraint("confidence IS NULL OR (confidence BETWEEN 1 AND 5)", name=op.f("ck_trials_confidence")),
         sa.CheckConstraint(
             "response_label IS NULL OR (response_label BETWEEN 0 AND 9)",
             name=op.f("ck_trials_response_label"),
