@@ -361,14 +361,21 @@ def serve(
 @cli.command("demo")
 def demo(
     host: str = typer.Option("127.0.0.1"),
-    port: int = typer.Option(8000),
+    port: int = typer.Option(8000, min=1, max=65535),
     database_url: str = typer.Option("sqlite:///var/lpstudy-demo.db"),
     data_dir: Path | None = typer.Option(None, help="Folder with MNIST (default: LPSTUDY_DATA_DIR)"),
+    worker_device: str = typer.Option("auto", help="Device for the background worker: auto, cpu or cuda"),
 ) -> None:
-    """Set up the demo database and study, then serve it. Prints the participant and admin links."""
+    """Set up the demo (database, the paper's L0 study, a background worker) and serve it at once.
+
+    Prints the participant and admin links; participants can begin as soon as the worker has filled the pools.
+    """
+    import os
+    import subprocess
+
     import uvicorn
 
-    from app.demo.service import ensure_demo_study, random_prolific_id, reset_demo_admin
+    from app.demo.service import ensure_demo_study, prepare_demo_data, random_prolific_id, reset_demo_admin
     from app.main import create_app
 
     s = _settings(database_url)
@@ -376,20 +383,42 @@ def demo(
         s = s.model_copy(update={"data_dir": data_dir})
     logging.basicConfig(level=logging.WARNING)
     upgrade(s.database_url)
+    demo_data, source = prepare_demo_data(Path(s.data_dir), Path("var/demo-data"))
+    typer.echo(f"Demo stimuli: {source}")
     db = Database(s)
     with db.session() as session:
-        study, source = ensure_demo_study(session, s.data_dir)
+        study, _created = ensure_demo_study(session)
         email, password = reset_demo_admin(session)
         slug = study.slug
-    if source:
-        typer.echo(f"Demo stimuli: {source}")
+    env = dict(os.environ, LPSTUDY_DATABASE_URL=s.database_url, LPSTUDY_DATA_DIR=str(demo_data))
+    log_path = Path("var/demo-worker.log")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_file = log_path.open("a")
+    worker_proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "worker", "--device", worker_device],
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
+    typer.echo(
+        f"Worker started (pid {worker_proc.pid}, log {log_path}); progress: lpstudy study status {slug} "
+        f"--database-url {s.database_url}"
+    )
     base = f"http://{host}:{port}"
     pid, sid, sess = random_prolific_id(), random_prolific_id(), random_prolific_id()
     typer.echo(f"Participant link: {base}/s/{slug}?PROLIFIC_PID={pid}&STUDY_ID={sid}&SESSION_ID={sess}")
     typer.echo(f"Admin link: {base}/admin/login")
     typer.echo(f"Admin login: {email} / {password}")
     sys.stdout.flush()
-    uvicorn.run(create_app(s, db), host=host, port=port, access_log=False, log_level="warning")
+    try:
+        uvicorn.run(create_app(s, db), host=host, port=port, access_log=False, log_level="warning")
+    finally:
+        worker_proc.terminate()
+        try:
+            worker_proc.wait(10)
+        except subprocess.TimeoutExpired:
+            worker_proc.kill()
+        log_file.close()
 
 
 def _mount_worker_commands() -> None:

@@ -22,6 +22,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from app.db import Database
+from app.jobs.service import activate_if_ready
 from app.models import Condition, Job, MlModel, Stimulus, Study
 from app.stimuli.service import add_stimulus
 from workers import queue
@@ -225,6 +226,11 @@ class Worker:
             summary["seconds"] = round(time.perf_counter() - t0, 3)
             queue.finish_result(session, job_id, summary)
             session.commit()
+        with self.db.sessionmaker() as session:
+            study = session.get(Study, cond.study_id)
+            if study is not None and activate_if_ready(session, study):
+                session.commit()
+                log.info("study %s: every pool is complete; activated", study.slug)
 
     # --- cached inputs ----------------------------------------------------------------------
 

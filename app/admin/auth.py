@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import json
 import re
 import secrets
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import Request
 from fastapi.responses import Response
-from itsdangerous import BadSignature, TimestampSigner
+from itsdangerous import BadData, URLSafeTimedSerializer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -57,6 +56,13 @@ def create_user(session: Session, email: str, password: str) -> AdminUser:
     return user
 
 
+def set_password(session: Session, user: AdminUser, password: str) -> None:
+    if len(password) < 10:
+        raise BadRequest("the password must be at least 10 characters long")
+    user.password_hash = _hasher.hash(password)
+    session.flush()
+
+
 def authenticate(session: Session, email: str, password: str) -> AdminUser | None:
     user = session.scalar(select(AdminUser).where(AdminUser.email == email.strip().lower()))
     try:
@@ -70,8 +76,10 @@ def authenticate(session: Session, email: str, password: str) -> AdminUser | Non
     return user
 
 
-def _signer(request: Request) -> TimestampSigner:
-    return TimestampSigner(request.app.state.settings.secret_key, salt="lpstudy-admin-session")
+def _serializer(request: Request) -> URLSafeTimedSerializer:
+    # URL-safe base64 + timestamp + signature: a cookie value of RFC 6265 cookie-octets only (no quotes,
+    # commas, spaces or backslashes, which raw JSON would need).
+    return URLSafeTimedSerializer(request.app.state.settings.secret_key, salt="lpstudy-admin-session")
 
 
 def read_session(request: Request) -> AdminSession | None:
@@ -79,17 +87,17 @@ def read_session(request: Request) -> AdminSession | None:
     if not raw:
         return None
     try:
-        data = json.loads(_signer(request).unsign(raw, max_age=request.app.state.settings.session_max_age_s))
+        data = _serializer(request).loads(raw, max_age=request.app.state.settings.session_max_age_s)
         return AdminSession(csrf=str(data["csrf"]), user_id=data.get("uid"), email=data.get("email"))
-    except (BadSignature, ValueError, KeyError, TypeError):
+    except (BadData, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
 def write_session(request: Request, response: Response, sess: AdminSession) -> None:
-    payload = json.dumps({"csrf": sess.csrf, "uid": sess.user_id, "email": sess.email}).encode()
+    payload = {"csrf": sess.csrf, "uid": sess.user_id, "email": sess.email}
     response.set_cookie(
         COOKIE,
-        _signer(request).sign(payload).decode(),
+        _serializer(request).dumps(payload),
         max_age=request.app.state.settings.session_max_age_s,
         httponly=True,
         samesite="lax",

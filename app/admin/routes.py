@@ -9,6 +9,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from app.admin import auth
+from app.jobs.service import study_progress
 from app.studies import service as studies
 from app.web import get_session, render
 
@@ -92,6 +93,7 @@ def study_detail(
         counts=studies.condition_counts(session, study),
         pools=studies.pool_sizes(session, study),
         problems=studies.activation_problems(session, study),
+        progress=study_progress(session, study),
     )
 
 

@@ -145,3 +145,17 @@ def unfinished_jobs(session: Session, study: Study) -> int:
         )
         or 0
     )
+
+
+def activate_if_ready(session: Session, study: Study) -> bool:
+    """For studies with generation.activate_when_ready: open the study once every pool is complete."""
+    from app.models import StudyStatus
+    from app.studies.service import activate_study, activation_problems
+
+    gen = generation_config(study)
+    if not gen or not gen.get("activate_when_ready") or study.status != StudyStatus.DRAFT:
+        return False
+    if activation_problems(session, study):
+        return False
+    activate_study(session, study)
+    return True

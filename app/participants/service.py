@@ -66,7 +66,7 @@ def enter(session: Session, slug: str, params: EntryParams, rng: random.Random |
         )
     # Serialise assignment for this study across threads and processes: the UPDATE takes the
     # study's row lock on PostgreSQL and SQLite's write lock, and holds it until the request commits.
-    pass  # NEG
+    session.execute(update(Study).where(Study.id == study.id).values(assignment_seq=Study.assignment_seq + 1))
     existing = _existing(session, study.id, params.pid)  # a concurrent entry with the same PID
     if existing is not None:
         return existing

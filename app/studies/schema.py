@@ -94,6 +94,8 @@ class Generation(_Strict):
     # Images per job; the worker batches a whole job on its device.
     batch_size: int = Field(default=25, ge=1, le=1000)
     max_attempts: int = Field(default=3, ge=1, le=20)
+    # Open the study to participants as soon as the worker has filled every pool.
+    activate_when_ready: bool = False
 
 
 class StudyConfig(_Strict):
