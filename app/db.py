@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+# A pooled connection idle for longer than this is pinged before use (a dead one is replaced transparently).
+# Busy connections are not pinged: under load that saves a round trip on every request.
+IDLE_PING_S = 10.0
 
 
 def normalize_url(url: str) -> str:
@@ -27,9 +31,12 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     url = normalize_url(url)
     if url.startswith("sqlite"):
         u = make_url(url)
-        if u.database and u.database != ":memory:":
-            Path(u.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        file_db = bool(u.database) and u.database != ":memory:"
+        if file_db:
+            Path(u.database).parent.mkdir(parents=True, exist_ok=True)  # type: ignore[arg-type]
+        # A file database gets the same pool as PostgreSQL (the default, 5 + 10, churns overflow connections).
+        pool_args = {"pool_size": pool_size, "max_overflow": pool_size} if file_db else {}
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **pool_args)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
@@ -41,7 +48,29 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size)
+    _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """pool_pre_ping, but only for connections that sat idle in the pool for more than IDLE_PING_S."""
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_conn, record):  # type: ignore[no-untyped-def]
+        record.info["lpstudy_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_conn, record, _proxy):  # type: ignore[no-untyped-def]
+        since = record.info.get("lpstudy_idle_since")
+        if since is None or time.monotonic() - since <= IDLE_PING_S:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_conn)
+        except Exception as e:  # noqa: BLE001 - any failure means: get a fresh connection
+            raise exc.DisconnectionError(str(e)) from e
+        if not alive:
+            raise exc.DisconnectionError("connection is closed")
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -9,15 +9,16 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.responses import Response
 from itsdangerous import BadData, URLSafeTimedSerializer
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.errors import BadRequest, Conflict, DomainError
 from app.models import AdminUser
 from app.models.base import utcnow
+from app.web import get_session
 
 COOKIE = "lpstudy_admin"
 _hasher = PasswordHasher()
@@ -40,6 +41,7 @@ class AdminSession:
     csrf: str
     user_id: int | None = None
     email: str | None = None
+    version: int = 0
 
 
 def create_user(session: Session, email: str, password: str) -> AdminUser:
@@ -88,13 +90,15 @@ def read_session(request: Request) -> AdminSession | None:
         return None
     try:
         data = _serializer(request).loads(raw, max_age=request.app.state.settings.session_max_age_s)
-        return AdminSession(csrf=str(data["csrf"]), user_id=data.get("uid"), email=data.get("email"))
+        return AdminSession(
+            csrf=str(data["csrf"]), user_id=data.get("uid"), email=data.get("email"), version=int(data.get("sv", 0))
+        )
     except (BadData, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
 def write_session(request: Request, response: Response, sess: AdminSession) -> None:
-    payload = {"csrf": sess.csrf, "uid": sess.user_id, "email": sess.email}
+    payload = {"csrf": sess.csrf, "uid": sess.user_id, "email": sess.email, "sv": sess.version}
     response.set_cookie(
         COOKIE,
         _serializer(request).dumps(payload),
@@ -115,8 +119,18 @@ def check_csrf(sess: AdminSession | None, token: str | None) -> None:
         raise CsrfFailed("This form has expired or was not sent from lpstudy. Reload the page and try again.")
 
 
-def require_admin(request: Request) -> AdminSession:
+def require_admin(request: Request, session: Session = Depends(get_session)) -> AdminSession:
     sess = read_session(request)
     if sess is None or sess.user_id is None:
         raise NotLoggedIn()
+    version = session.scalar(select(AdminUser.session_version).where(AdminUser.id == sess.user_id))
+    if version is None or version != sess.version:
+        raise NotLoggedIn()  # logged out elsewhere, or the user is gone
     return sess
+
+
+def end_sessions(session: Session, user_id: int) -> None:
+    """Logout: every cookie issued to this user so far stops working."""
+    session.execute(
+        update(AdminUser).where(AdminUser.id == user_id).values(session_version=AdminUser.session_version + 1)
+    )

@@ -45,16 +45,26 @@ def login(
     response = RedirectResponse("/admin", status_code=303)
     # A fresh CSRF token on login (no session fixation).
     auth.write_session(
-        request, response, auth.AdminSession(csrf=secrets.token_urlsafe(24), user_id=user.id, email=user.email)
+        request,
+        response,
+        auth.AdminSession(
+            csrf=secrets.token_urlsafe(24), user_id=user.id, email=user.email, version=user.session_version
+        ),
     )
     return response
 
 
 @router.post("/logout")
 def logout(
-    request: Request, csrf_token: str | None = Form(None), admin: auth.AdminSession = Depends(auth.require_admin)
+    request: Request,
+    csrf_token: str | None = Form(None),
+    admin: auth.AdminSession = Depends(auth.require_admin),
+    session: Session = Depends(get_session),
 ) -> Response:
     auth.check_csrf(admin, csrf_token)
+    assert admin.user_id is not None
+    auth.end_sessions(session, admin.user_id)
+    session.commit()
     response = RedirectResponse("/admin/login", status_code=303)
     response.delete_cookie(auth.COOKIE, path="/")
     return response

@@ -16,3 +16,5 @@ class AdminUser(Base):
     password_hash: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[dt.datetime | None]
+    # Part of every session cookie; bumped on logout, which ends every copy of the user's sessions.
+    session_version: Mapped[int] = mapped_column(default=0, server_default="0")

@@ -1,65 +1,100 @@
-"""Participant routes: thin; parse, call the service, commit, render or redirect."""
+"""Participant routes: thin; parse, call the service, render or redirect.
+
+The routes are async and hand the database work to a worker thread in one hop, through a limiter no larger than
+the connection pool, so a burst of requests waits in the event loop instead of in threads that hold (or wait
+for) connections. Entries have their own smaller limiter: they queue on the study's assignment lock anyway.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from fastapi import APIRouter, Depends, Form, Request
+import anyio
+import anyio.to_thread
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlalchemy.orm import Session
 
 from app.models import Stage
 from app.participants import service
-from app.prolific import completion_url, parse_entry_params
-from app.web import get_session, render
+from app.prolific import EntryParams, completion_url, parse_entry_params
+from app.web import render
 
 router = APIRouter()
+R = TypeVar("R")
+ENTRY_CONCURRENCY = 2
+
+
+class _Hot:
+    """Per-app state of the hot path: the study cache and the thread limiters (made in the event loop)."""
+
+    def __init__(self, request: Request) -> None:
+        self.db = request.app.state.db
+        self.engine = self.db.engine
+        self.studies = service.StudyCache()
+        size = max(2, self.db.settings.db_pool_size - ENTRY_CONCURRENCY)
+        self.pages = anyio.CapacityLimiter(size)
+        self.entries = anyio.CapacityLimiter(ENTRY_CONCURRENCY)
+
+    async def run(self, fn: Callable[..., R], *args: Any) -> R:
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self.pages)
+
+
+def _hot(request: Request) -> _Hot:
+    hot: _Hot | None = getattr(request.app.state, "participant_hot", None)
+    if hot is None:
+        hot = request.app.state.participant_hot = _Hot(request)
+    return hot
 
 
 def _to_page(token: str) -> RedirectResponse:
     return RedirectResponse(f"/p/{token}", status_code=303)
 
 
+def _enter(db: Any, slug: str, params: EntryParams) -> str:
+    with db.session() as session:  # commits on success
+        return service.enter(session, slug, params).token
+
+
 @router.get("/s/{slug}")
-def entry(
+async def entry(
     request: Request,
     slug: str,
     PROLIFIC_PID: str | None = None,  # noqa: N803 - Prolific's parameter names
     STUDY_ID: str | None = None,  # noqa: N803
     SESSION_ID: str | None = None,  # noqa: N803
-    session: Session = Depends(get_session),
 ) -> Response:
     params = parse_entry_params(PROLIFIC_PID, STUDY_ID, SESSION_ID)
-    participant = service.enter(session, slug, params)
-    token = participant.token
-    session.commit()
+    hot = _hot(request)
+    token = await anyio.to_thread.run_sync(_enter, hot.db, slug, params, limiter=hot.entries)
     return _to_page(token)
 
 
 @router.get("/p/{token}")
-def page(request: Request, token: str, session: Session = Depends(get_session)) -> Response:
-    state = service.current_page(session, token)
-    session.commit()
-    p, study = state.participant, state.study
+async def page(request: Request, token: str) -> Response:
+    hot = _hot(request)
+    state = await hot.run(service.current_page, hot.engine, hot.studies, token)
+    study = state.study
     ctx: dict[str, Any] = {"token": token, "study": study}
-    if p.stage == Stage.CONSENT:
+    if state.stage == Stage.CONSENT:
         return render(request, "participant/consent.html", **ctx)
-    if p.stage == Stage.INSTRUCTIONS:
+    if state.stage == Stage.INSTRUCTIONS:
         return render(request, "participant/instructions.html", **ctx)
-    if p.stage == Stage.TRIALS:
-        assert state.trial is not None
+    if state.stage == Stage.TRIALS:
+        trial = state.trial
+        assert trial is not None
         return render(
             request,
             "participant/trial.html",
-            trial=state.trial,
+            trial=trial,
             image_url=f"/img/{state.stimulus_public_id}" if state.stimulus_public_id else None,
             size=state.stimulus_size,
             total=state.total_trials,
             labels=study.labels,
-            attention_label=study.labels[state.trial.expected_label or 0] if state.trial.kind == "attention" else None,
+            attention_label=study.labels[trial.expected_label or 0] if trial.kind == "attention" else None,
             **ctx,
         )
-    if p.stage == Stage.DEMOGRAPHICS:
+    if state.stage == Stage.DEMOGRAPHICS:
         return render(
             request,
             "participant/demographics.html",
@@ -68,61 +103,54 @@ def page(request: Request, token: str, session: Session = Depends(get_session)) 
             employments=service.EMPLOYMENT,
             **ctx,
         )
-    code = service.completion_code(p, study)
+    code = service.completion_code(state.status, study)
     url = completion_url(request.app.state.settings.prolific_complete_url, code)
-    return render(request, "participant/done.html", status=p.status, code=code, url=url, **ctx)
+    return render(request, "participant/done.html", status=state.status, code=code, url=url, **ctx)
+
+
+async def _submit(request: Request, token: str, fn: Callable[..., None], *args: Any) -> Response:
+    try:
+        await _hot(request).run(fn, *args)
+    except service.WrongPage:
+        pass  # an earlier or later page's form: nothing was stored, show the current page
+    return _to_page(token)
 
 
 @router.post("/p/{token}/consent")
-def consent(token: str, consent: str | None = Form(None), session: Session = Depends(get_session)) -> Response:
-    try:
-        service.submit_consent(session, token, consent)
-    except service.WrongPage:
-        return _to_page(token)
-    session.commit()
-    return _to_page(token)
+async def consent(request: Request, token: str, consent: str | None = Form(None)) -> Response:
+    return await _submit(request, token, service.submit_consent, _hot(request).engine, token, consent)
 
 
 @router.post("/p/{token}/instructions")
-def instructions(token: str, session: Session = Depends(get_session)) -> Response:
-    try:
-        service.submit_instructions(session, token)
-    except service.WrongPage:
-        return _to_page(token)
-    session.commit()
-    return _to_page(token)
+async def instructions(request: Request, token: str) -> Response:
+    return await _submit(request, token, service.submit_instructions, _hot(request).engine, token)
 
 
 @router.post("/p/{token}/trial/{position}")
-def trial(
+async def trial(
+    request: Request,
     token: str,
     position: int,
     label: str | None = Form(None),
     confidence: str | None = Form(None),
     rt_ms: str | None = Form(None),
-    session: Session = Depends(get_session),
 ) -> Response:
-    try:
-        service.submit_trial(session, token, position, label, confidence, rt_ms)
-    except service.WrongPage:
-        session.rollback()
-        return _to_page(token)
-    session.commit()
-    return _to_page(token)
+    hot = _hot(request)
+    return await _submit(
+        request, token, service.submit_trial, hot.engine, hot.studies, token, position, label, confidence, rt_ms
+    )
 
 
 @router.post("/p/{token}/demographics")
-def demographics(
+async def demographics(
+    request: Request,
     token: str,
     age: str | None = Form(None),
     gender: str | None = Form(None),
     student: str | None = Form(None),
     employment: str | None = Form(None),
-    session: Session = Depends(get_session),
 ) -> Response:
-    try:
-        service.submit_demographics(session, token, age, gender, student, employment)
-    except service.WrongPage:
-        return _to_page(token)
-    session.commit()
-    return _to_page(token)
+    hot = _hot(request)
+    return await _submit(
+        request, token, service.submit_demographics, hot.engine, hot.studies, token, age, gender, student, employment
+    )

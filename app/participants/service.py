@@ -1,16 +1,20 @@
 """The participant's path: entry, atomic assignment, and the server-side page state machine.
 
-Services flush; the request commits. Every answer is written with a conditional UPDATE keyed on the
-participant's current position, so a double POST (even two at once) is stored exactly once.
+Entry and assignment run on an ORM session that the route commits. The page state machine (page views and
+answers, the hot path) runs on Core connections and commits itself. Every answer is written with a conditional
+UPDATE keyed on the participant's current position, so a double POST (even two at once) is stored exactly once.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import secrets
+import time
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Connection, Engine, Table, and_, bindparam, case, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.errors import BadRequest, NotFound, StudyUnavailable
@@ -160,57 +164,164 @@ def _choose_stimuli(session: Session, study: Study, condition: Condition, rng: r
 
 
 # --- the page state machine -------------------------------------------------------------------
+#
+# The hot path (a page view, an answer) runs on a plain Core connection: one SELECT that joins the participant,
+# the current trial and its stimulus, then at most two conditional UPDATEs. Page views run in autocommit
+# (each UPDATE is a single statement, atomic on its own); an answer's two UPDATEs share one transaction.
+
+P: Table = Participant.__table__  # type: ignore[assignment]
+T: Table = Trial.__table__  # type: ignore[assignment]
+S: Table = Stimulus.__table__  # type: ignore[assignment]
+ST: Table = Study.__table__  # type: ignore[assignment]
+
+_TRIALS = Stage.TRIALS.value
+_ACTIVE = ParticipantStatus.ACTIVE.value
+_NOT_FOUND = "This page does not exist. Please open the study again from Prolific."
+# Study rows change rarely (texts, labels); page views read them from a per-process cache this many seconds old
+# at most. Entry and assignment always read the study from the database.
+STUDY_CACHE_TTL_S = 10.0
+
+
+@dataclass(frozen=True)
+class StudyView:
+    """What participant pages need from a study (immutable, safe to cache and share between threads)."""
+
+    id: int
+    slug: str
+    title: str
+    labels: tuple[str, ...]
+    scales: tuple[int, ...]
+    consent_text: str
+    instructions_text: str
+    attention: dict | None
+    code_completed: str
+    code_no_consent: str
+    code_failed_attention: str
+
+
+_STUDY_VIEW = select(
+    ST.c.id,
+    ST.c.slug,
+    ST.c.title,
+    ST.c.labels,
+    ST.c.scales,
+    ST.c.consent_text,
+    ST.c.instructions_text,
+    ST.c.attention,
+    ST.c.code_completed,
+    ST.c.code_no_consent,
+    ST.c.code_failed_attention,
+).where(ST.c.id == bindparam("study_id"))
+
+
+class StudyCache:
+    """study id -> StudyView, refreshed after STUDY_CACHE_TTL_S. One per app (ids are per database)."""
+
+    def __init__(self, ttl_s: float = STUDY_CACHE_TTL_S) -> None:
+        self.ttl_s = ttl_s
+        self._views: dict[int, tuple[float, StudyView]] = {}
+
+    def get(self, conn: Connection, study_id: int) -> StudyView:
+        now = time.monotonic()
+        hit = self._views.get(study_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        r = conn.execute(_STUDY_VIEW, {"study_id": study_id}).one()
+        view = StudyView(
+            id=r.id,
+            slug=r.slug,
+            title=r.title,
+            labels=tuple(r.labels),
+            scales=tuple(r.scales),
+            consent_text=r.consent_text,
+            instructions_text=r.instructions_text,
+            attention=r.attention,
+            code_completed=r.code_completed,
+            code_no_consent=r.code_no_consent,
+            code_failed_attention=r.code_failed_attention,
+        )
+        self._views[study_id] = (now + self.ttl_s, view)
+        return view
+
+
+@dataclass(frozen=True)
+class TrialView:
+    position: int
+    kind: str
+    expected_label: int | None
 
 
 @dataclass
 class PageState:
-    participant: Participant
-    study: Study
-    trial: Trial | None = None
+    stage: str
+    status: str
+    study: StudyView
+    trial: TrialView | None = None
     stimulus_public_id: str | None = None
     stimulus_size: tuple[int, int] | None = None
     total_trials: int = 0
 
 
-def load(session: Session, token: str) -> tuple[Participant, Study]:
-    p = session.scalar(select(Participant).where(Participant.token == token))
-    if p is None:
-        raise NotFound("This page does not exist. Please open the study again from Prolific.", title="Page not found")
-    study = session.get(Study, p.study_id)
-    assert study is not None
-    return p, study
+def _trial_count() -> Any:
+    t2 = T.alias("t2")
+    return select(func.count()).select_from(t2).where(t2.c.participant_id == P.c.id).correlate(P).scalar_subquery()
 
 
-def current_page(session: Session, token: str) -> PageState:
-    p, study = load(session, token)
+# The participant, the trial at their position and its stimulus, and (on trial pages) the number of trials.
+_PAGE = (
+    select(
+        P.c.id,
+        P.c.study_id,
+        P.c.stage,
+        P.c.status,
+        P.c.position,
+        P.c.last_seen_at,
+        T.c.id.label("trial_id"),
+        T.c.kind,
+        T.c.expected_label,
+        T.c.shown_at,
+        S.c.public_id,
+        S.c.width,
+        S.c.height,
+        case((P.c.stage == _TRIALS, _trial_count()), else_=None).label("total"),
+    )
+    .select_from(
+        P.outerjoin(
+            T, and_(P.c.stage == _TRIALS, T.c.participant_id == P.c.id, T.c.position == P.c.position)
+        ).outerjoin(S, S.c.id == T.c.stimulus_id)
+    )
+    .where(P.c.token == bindparam("token"))
+)
+
+
+def current_page(engine: Engine, studies: StudyCache, token: str) -> PageState:
+    """The participant's current page. Marks the trial shown (once) and refreshes last_seen_at (at most every
+    TOUCH_INTERVAL_S), each with a single conditional UPDATE."""
     now = utcnow()
-    if p.stage != Stage.DONE and (now - _aware(p.last_seen_at)).total_seconds() > TOUCH_INTERVAL_S:
-        p.last_seen_at = now
-    state = PageState(participant=p, study=study)
-    if p.stage == Stage.TRIALS:
-        state.total_trials = (
-            session.scalar(select(func.count()).select_from(Trial).where(Trial.participant_id == p.id)) or 0
-        )
-        trial = session.scalar(select(Trial).where(Trial.participant_id == p.id, Trial.position == p.position))
-        if trial is None:
-            raise NotFound("This trial does not exist.")
-        if trial.shown_at is None:
-            trial.shown_at = now
-        state.trial = trial
-        if trial.stimulus_id is not None:
-            row = session.execute(
-                select(Stimulus.public_id, Stimulus.width, Stimulus.height).where(Stimulus.id == trial.stimulus_id)
-            ).one()
-            state.stimulus_public_id = row[0]
-            state.stimulus_size = (row[1], row[2])
-    session.flush()
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        r = conn.execute(_PAGE, {"token": token}).first()
+        if r is None:
+            raise NotFound(_NOT_FOUND, title="Page not found")
+        state = PageState(stage=r.stage, status=r.status, study=studies.get(conn, r.study_id))
+        if r.stage == _TRIALS:
+            if r.trial_id is None:
+                raise NotFound("This trial does not exist.")
+            state.total_trials = r.total or 0
+            state.trial = TrialView(r.position, r.kind, r.expected_label)
+            if r.public_id is not None:
+                state.stimulus_public_id = r.public_id
+                state.stimulus_size = (r.width, r.height)
+            if r.shown_at is None:
+                conn.execute(
+                    update(T).where(T.c.id == r.trial_id, T.c.shown_at.is_(None)).values(shown_at=now),
+                )
+        if r.stage != Stage.DONE and (now - _aware(r.last_seen_at)).total_seconds() > TOUCH_INTERVAL_S:
+            conn.execute(update(P).where(P.c.id == r.id).values(last_seen_at=now))
     return state
 
 
 def _aware(ts):  # type: ignore[no-untyped-def]
     # SQLite returns naive datetimes; they are stored in UTC.
-    import datetime as dt
-
     return ts if ts.tzinfo is not None else ts.replace(tzinfo=dt.UTC)
 
 
@@ -218,39 +329,52 @@ class WrongPage(Exception):
     """The POST does not belong to the participant's current page: redirect to the current page."""
 
 
-def _advance(session: Session, p: Participant, expect_stage: str, expect_pos: int | None, **values) -> None:
+def _advance(conn: Connection, where: Any, **values: Any) -> None:
     """Conditional move: only applies if the participant is still where the form was shown."""
-    stmt = update(Participant).where(Participant.id == p.id, Participant.stage == expect_stage)
-    if expect_pos is not None:
-        stmt = stmt.where(Participant.position == expect_pos)
-    result = session.execute(stmt.values(last_seen_at=utcnow(), **values).execution_options(synchronize_session=False))
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    result = conn.execute(update(P).where(*where).values(last_seen_at=utcnow(), **values))
+    if result.rowcount != 1:
         raise WrongPage()
-    session.expire(p)
 
 
-def submit_consent(session: Session, token: str, answer: str | None) -> Participant:
-    p, _study = load(session, token)
-    if p.stage != Stage.CONSENT:
-        raise WrongPage()
-    if answer not in ("yes", "no"):
-        raise BadRequest("Please choose whether you consent to take part.")
-    now = utcnow()
-    if answer == "yes":
-        _advance(session, p, Stage.CONSENT, None, stage=Stage.INSTRUCTIONS, consented_at=now)
-    else:
-        _advance(
-            session, p, Stage.CONSENT, None, stage=Stage.DONE, status=ParticipantStatus.NO_CONSENT, finished_at=now
-        )
-    return p
+_STAGE_OF = select(P.c.stage).where(P.c.token == bindparam("token"))
 
 
-def submit_instructions(session: Session, token: str) -> Participant:
-    p, _study = load(session, token)
-    if p.stage != Stage.INSTRUCTIONS:
-        raise WrongPage()
-    _advance(session, p, Stage.INSTRUCTIONS, None, stage=Stage.TRIALS, position=0)
-    return p
+def _stage_of(conn: Connection, token: str) -> str:
+    stage = conn.execute(_STAGE_OF, {"token": token}).scalar()
+    if stage is None:
+        raise NotFound(_NOT_FOUND, title="Page not found")
+    return str(stage)
+
+
+def submit_consent(engine: Engine, token: str, answer: str | None) -> None:
+    with engine.begin() as conn:
+        if answer not in ("yes", "no"):
+            if _stage_of(conn, token) != Stage.CONSENT:
+                raise WrongPage()
+            raise BadRequest("Please choose whether you consent to take part.")
+        now = utcnow()
+        if answer == "yes":
+            values = {"stage": Stage.INSTRUCTIONS.value, "consented_at": now}
+        else:
+            values = {"stage": Stage.DONE.value, "status": ParticipantStatus.NO_CONSENT.value, "finished_at": now}
+        done = conn.execute(
+            update(P).where(P.c.token == token, P.c.stage == Stage.CONSENT.value).values(last_seen_at=now, **values)
+        ).rowcount
+        if done != 1:
+            _stage_of(conn, token)  # 404 for an unknown token
+            raise WrongPage()
+
+
+def submit_instructions(engine: Engine, token: str) -> None:
+    with engine.begin() as conn:
+        done = conn.execute(
+            update(P)
+            .where(P.c.token == token, P.c.stage == Stage.INSTRUCTIONS.value)
+            .values(stage=_TRIALS, position=0, last_seen_at=utcnow())
+        ).rowcount
+        if done != 1:
+            _stage_of(conn, token)
+            raise WrongPage()
 
 
 def _int_in(value: str | None, lo: int, hi: int, what: str) -> int:
@@ -263,93 +387,124 @@ def _int_in(value: str | None, lo: int, hi: int, what: str) -> int:
     return n
 
 
-def submit_trial(
-    session: Session, token: str, position: int, label: str | None, confidence: str | None, rt_ms: str | None
-) -> Participant:
-    p, study = load(session, token)
-    if p.stage != Stage.TRIALS or position < p.position:
-        raise WrongPage()  # an earlier page (back button, double submit): nothing changes
-    if position > p.position:
-        raise BadRequest("This answer is not for the image you are being shown. Nothing was saved.")
-    lab = _int_in(label, 0, len(study.labels) - 1, "a label")
-    conf = _int_in(confidence, 1, 5, "how confident you are")
-    rt: int | None = None
-    try:
-        rt = int(float(rt_ms)) if rt_ms not in (None, "") else None  # type: ignore[arg-type]
-    except ValueError:
-        rt = None
-    if rt is not None and not 0 <= rt <= MAX_RT_MS:
-        rt = None
-    trial = session.scalar(select(Trial).where(Trial.participant_id == p.id, Trial.position == position))
-    if trial is None:
-        raise BadRequest("This trial does not exist.")
-    total = session.scalar(select(func.count()).select_from(Trial).where(Trial.participant_id == p.id)) or 0
-    failed = trial.kind == "attention" and lab != trial.expected_label
-    values: dict = {"position": position + 1}
-    if position + 1 >= total:
-        values["stage"] = Stage.DEMOGRAPHICS
-    if failed:
-        values["attention_failures"] = Participant.attention_failures + 1
-    _advance(session, p, Stage.TRIALS, position, **values)
-    now = utcnow()
-    session.execute(
-        update(Trial)
-        .where(Trial.id == trial.id, Trial.answered_at.is_(None))
-        .values(
-            response_label=lab, confidence=conf, rt_ms=rt, answered_at=now, shown_at=func.coalesce(Trial.shown_at, now)
-        )
-        .execution_options(synchronize_session=False)
+# The participant and the trial at the position the answer is for, with the number of trials.
+_ANSWER = (
+    select(
+        P.c.id,
+        P.c.study_id,
+        P.c.stage,
+        P.c.position,
+        T.c.id.label("trial_id"),
+        T.c.kind,
+        T.c.expected_label,
+        _trial_count().label("total"),
     )
-    return p
+    .select_from(P.outerjoin(T, and_(T.c.participant_id == P.c.id, T.c.position == bindparam("position"))))
+    .where(P.c.token == bindparam("token"))
+)
+
+
+def submit_trial(
+    engine: Engine,
+    studies: StudyCache,
+    token: str,
+    position: int,
+    label: str | None,
+    confidence: str | None,
+    rt_ms: str | None,
+) -> None:
+    with engine.begin() as conn:
+        r = conn.execute(_ANSWER, {"token": token, "position": position}).first()
+        if r is None:
+            raise NotFound(_NOT_FOUND, title="Page not found")
+        if r.stage != _TRIALS or position < r.position:
+            raise WrongPage()  # an earlier page (back button, double submit): nothing changes
+        if position > r.position:
+            raise BadRequest("This answer is not for the image you are being shown. Nothing was saved.")
+        study = studies.get(conn, r.study_id)
+        lab = _int_in(label, 0, len(study.labels) - 1, "a label")
+        conf = _int_in(confidence, 1, 5, "how confident you are")
+        rt: int | None = None
+        try:
+            rt = int(float(rt_ms)) if rt_ms not in (None, "") else None  # type: ignore[arg-type]
+        except (ValueError, OverflowError):
+            rt = None
+        if rt is not None and not 0 <= rt <= MAX_RT_MS:
+            rt = None
+        if r.trial_id is None:
+            raise BadRequest("This trial does not exist.")
+        values: dict[str, Any] = {"position": position + 1}
+        if position + 1 >= (r.total or 0):
+            values["stage"] = Stage.DEMOGRAPHICS.value
+        if r.kind == "attention" and lab != r.expected_label:
+            values["attention_failures"] = P.c.attention_failures + 1
+        _advance(conn, (P.c.id == r.id, P.c.stage == _TRIALS, P.c.position == position), **values)
+        now = utcnow()
+        conn.execute(
+            update(T)
+            .where(T.c.id == r.trial_id, T.c.answered_at.is_(None))
+            .values(
+                response_label=lab,
+                confidence=conf,
+                rt_ms=rt,
+                answered_at=now,
+                shown_at=func.coalesce(T.c.shown_at, now),
+            )
+        )
+
+
+_DEMOGRAPHICS = select(P.c.id, P.c.study_id, P.c.stage, P.c.attention_failures).where(P.c.token == bindparam("token"))
 
 
 def submit_demographics(
-    session: Session,
+    engine: Engine,
+    studies: StudyCache,
     token: str,
     age: str | None,
     gender: str | None,
     student: str | None,
     employment: str | None,
-) -> Participant:
-    p, study = load(session, token)
-    if p.stage != Stage.DEMOGRAPHICS:
-        raise WrongPage()
-    age_n = _int_in(age, 18, 120, "your age (18 to 120)")
-    for value, allowed, what in (
-        (gender, GENDERS, "a gender option"),
-        (student, STUDENT, "whether you are a student"),
-        (employment, EMPLOYMENT, "an employment option"),
-    ):
-        if value not in allowed:
-            raise BadRequest(f"Please choose {what}.")
-    threshold = (study.attention or {}).get("fail_threshold", 2)
-    status = (
-        ParticipantStatus.FAILED_ATTENTION
-        if study.attention and p.attention_failures >= threshold
-        else ParticipantStatus.COMPLETED
-    )
-    _advance(
-        session,
-        p,
-        Stage.DEMOGRAPHICS,
-        None,
-        stage=Stage.DONE,
-        status=status,
-        finished_at=utcnow(),
-        age=age_n,
-        gender=gender,
-        student=student,
-        employment=employment,
-    )
-    return p
+) -> None:
+    with engine.begin() as conn:
+        r = conn.execute(_DEMOGRAPHICS, {"token": token}).first()
+        if r is None:
+            raise NotFound(_NOT_FOUND, title="Page not found")
+        if r.stage != Stage.DEMOGRAPHICS:
+            raise WrongPage()
+        age_n = _int_in(age, 18, 120, "your age (18 to 120)")
+        for value, allowed, what in (
+            (gender, GENDERS, "a gender option"),
+            (student, STUDENT, "whether you are a student"),
+            (employment, EMPLOYMENT, "an employment option"),
+        ):
+            if value not in allowed:
+                raise BadRequest(f"Please choose {what}.")
+        study = studies.get(conn, r.study_id)
+        threshold = (study.attention or {}).get("fail_threshold", 2)
+        status = (
+            ParticipantStatus.FAILED_ATTENTION
+            if study.attention and r.attention_failures >= threshold
+            else ParticipantStatus.COMPLETED
+        )
+        _advance(
+            conn,
+            (P.c.id == r.id, P.c.stage == Stage.DEMOGRAPHICS.value),
+            stage=Stage.DONE.value,
+            status=status.value,
+            finished_at=utcnow(),
+            age=age_n,
+            gender=gender,
+            student=student,
+            employment=employment,
+        )
 
 
-def completion_code(p: Participant, study: Study) -> str:
+def completion_code(status: str, study: StudyView | Study) -> str:
     return {
         ParticipantStatus.COMPLETED: study.code_completed,
         ParticipantStatus.NO_CONSENT: study.code_no_consent,
         ParticipantStatus.FAILED_ATTENTION: study.code_failed_attention,
-    }.get(ParticipantStatus(p.status), study.code_completed)
+    }.get(ParticipantStatus(status), study.code_completed)
 
 
 def is_timed_out(p: Participant, study: Study) -> bool:

@@ -1,16 +1,20 @@
-"""Participant-facing image serving by opaque id. Images are immutable, so they cache forever."""
+"""Participant-facing image serving by opaque id. Images are immutable, so they cache forever.
+
+A served image is kept in a per-process LRU cache: a cache hit is answered in the event loop without a thread or
+a database connection; a miss reads the PNG in a worker thread.
+"""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from threading import Lock
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from sqlalchemy.orm import Session
 
+from app.db import Database
 from app.stimuli.service import png_by_public_id
-from app.web import get_session
 
 router = APIRouter()
 _CACHE: OrderedDict[str, tuple[bytes, str]] = OrderedDict()
@@ -18,12 +22,19 @@ _CACHE_LOCK = Lock()
 _CACHE_MAX = 4096
 
 
+def _load(db: Database, public_id: str) -> tuple[bytes, str]:
+    with db.session() as session:
+        return png_by_public_id(session, public_id)
+
+
 @router.get("/img/{public_id}")
-def image(public_id: str, request: Request, session: Session = Depends(get_session)) -> Response:
+async def image(public_id: str, request: Request) -> Response:
     with _CACHE_LOCK:
         hit = _CACHE.get(public_id)
+        if hit is not None:
+            _CACHE.move_to_end(public_id)
     if hit is None:
-        hit = png_by_public_id(session, public_id)
+        hit = await run_in_threadpool(_load, request.app.state.db, public_id)
         with _CACHE_LOCK:
             _CACHE[public_id] = hit
             if len(_CACHE) > _CACHE_MAX:
