@@ -133,8 +133,11 @@ def quantize_l2(
         cum = n2.unsqueeze(1) + g_sorted.cumsum(1)
         # Take moves up to (and including) the first one that enters the band, aiming at its middle.
         need = torch.where(too_big, n2 - mid, mid - n2).clamp(min=0)
-        done_before = torch.where(too_big.unsqueeze(1), (n2.unsqueeze(1) - cum) >= need.unsqueeze(1),
-                                  (cum - n2.unsqueeze(1)) >= need.unsqueeze(1))
+        done_before = torch.where(
+            too_big.unsqueeze(1),
+            (n2.unsqueeze(1) - cum) >= need.unsqueeze(1),
+            (cum - n2.unsqueeze(1)) >= need.unsqueeze(1),
+        )
         # take[k] = True for the sorted prefix up to the first index where the target is met
         reached = done_before.cumsum(1)
         take_sorted = (reached == 0) | ((reached == 1) & done_before)

@@ -1,7 +1,8 @@
-"""The worker's view of the stimulus engine: predictions and one batch of stimuli for a condition."""
+"""The worker's view of the stimulus engine: predictions, and one batch of stimuli for a condition."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,37 +21,6 @@ def predict(model: Any, images: np.ndarray, device: str) -> np.ndarray:
     return model(to_tensor(images, device)).argmax(1).cpu().numpy()
 
 
-@torch.no_grad()
-def _benign(
-    model: Any, images: np.ndarray, labels: np.ndarray, indices: list[int], seed: int, device: str
-) -> list[dict[str, Any]]:
-    probs = torch.softmax(model(to_tensor(images, device)).float(), 1).cpu().numpy()
-    out = []
-    for img, lab, idx, p in zip(images, labels, indices, probs, strict=True):
-        pred = int(p.argmax())
-        out.append(
-            {
-                "image_index": int(idx),
-                "label": int(lab),
-                "image": img,
-                "success": True,
-                "metrics": {
-                    "l0": 0,
-                    "l0_frac": 0.0,
-                    "l2": 0.0,
-                    "linf": 0.0,
-                    "ssim": 1.0,
-                    "model_pred": pred,
-                    "model_conf": round(float(p[pred]), 6),
-                    "attack": "benign",
-                    "seed": seed,
-                    "model_id": model.model_id,
-                },
-            }
-        )
-    return out
-
-
 def generate_batch(
     *,
     dataset: str,
@@ -63,39 +33,44 @@ def generate_batch(
     second_model: Any,
     seed: int,
     device: str,
+    data_dir: Path | None = None,
+    cai_l0: list[int] | None = None,
 ) -> list[dict[str, Any]]:
     """One dict per source image: image_index, label, image (uint8), success, reason, metrics (flat)."""
     if len(image_indices) == 0:
         return []
-    model.eval()
-    if condition == "CB":
-        return _benign(model, images, labels, image_indices, seed, device)
     from workers.make import generate
 
     results = generate(
-        dataset=dataset,
-        norm=norm,
-        condition=condition,
-        images=images,
-        labels=labels,
-        image_indices=list(image_indices),
-        model=model,
-        seed=seed,
-        device=device,
+        dataset,
+        norm,
+        condition,
+        images,
+        labels,
+        list(image_indices),
+        model,
+        seed,
+        device,
         second_model=second_model,
+        data_dir=data_dir,
+        cai_l0=cai_l0 or None,
     )
     out = []
     for r in results:
-        metrics = dict(r.get("metrics", {}))
-        metrics.setdefault("model_id", model.model_id)
-        success = bool(r.get("success", metrics.get("success", True)))
+        metrics = dict(r["metrics"])
+        # The exported manifest's names for the model's verdict on the stored PNG.
+        if "pred" in metrics:
+            metrics["model_pred"] = metrics.pop("pred")
+        if "conf" in metrics:
+            metrics["model_conf"] = metrics.pop("conf")
+        success = bool(r["success"])
         out.append(
             {
                 "image_index": int(r["image_index"]),
                 "label": int(r["label"]),
-                "image": r.get("image"),
+                "image": r["image"],
                 "success": success,
-                "reason": r.get("reason") or metrics.get("reason") or ("" if success else "attack failed"),
+                "reason": metrics.get("note") or ("" if success else "attack failed"),
                 "metrics": metrics,
             }
         )

@@ -54,6 +54,15 @@ class _Caches:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+def _cai_l0(session: Session, study_id: int) -> list[int] | None:
+    """L0 (pixels) of the study's CAI stimuli so far: the automated L0 CAP search follows this distribution."""
+    rows = session.scalars(
+        select(Stimulus.metrics).join(Condition).where(Condition.study_id == study_id, Condition.code == "CAI")
+    )
+    values = [int(m["l0"]) for m in rows if isinstance(m, dict) and m.get("l0") is not None]
+    return values or None
+
+
 class Worker:
     def __init__(
         self,
@@ -161,6 +170,7 @@ class Worker:
             cond = session.get(Condition, job.condition_id)
             assert cond is not None
             existing = set(session.scalars(select(Stimulus.image_index).where(Stimulus.condition_id == cond.id)))
+            cai_l0 = _cai_l0(session, cond.study_id) if payload["condition"] == "CAP" else None
         t0 = time.perf_counter()
         images, labels = self._dataset(payload["dataset"])
         model = self._model(payload["model"])
@@ -182,8 +192,11 @@ class Worker:
             image_indices=todo,
             model=model,
             second_model=second,
-            seed=int(payload["seed"]),
+            # Every batch draws its own random numbers, reproducibly; the seed used is stored per stimulus.
+            seed=int(payload["seed"]) * 100003 + int(payload["batch"]),
             device=self.device,
+            data_dir=self.data_dir,
+            cai_l0=cai_l0,
         )
         if lost.is_set():
             raise LeaseLost()

@@ -77,9 +77,7 @@ def unit(v: torch.Tensor) -> torch.Tensor:
     return v / (n + _EPS)
 
 
-def random_on_sphere(
-    x: torch.Tensor, r: float, generator: torch.Generator | None = None
-) -> torch.Tensor:
+def random_on_sphere(x: torch.Tensor, r: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """A random point of the sphere of radius ``r`` around ``x``, inside the box."""
     noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device="cpu").to(x.device)
     return project_sphere_box(x, x + noise, r)

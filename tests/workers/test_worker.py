@@ -110,7 +110,8 @@ def test_two_workers_share_the_queue(db, settings, toml_for, tiny_setup):
         n = s.scalar(select(func.count()).select_from(Stimulus))
         assert n == 30
         stim = s.scalars(select(Stimulus)).first()
-        assert stim.source == "worker" and stim.model_ref.startswith("tiny0@") and stim.seed == 3
+        assert stim.source == "worker" and stim.model_ref.startswith("tiny0@")
+        assert stim.seed in {3 * 100003 + k for k in range(15)}
         assert stim.metrics["model_pred"] == stim.label
         workers = {j.result["worker"] for j in jobs}
         prog = study_progress(s, get_study(s, slug))

@@ -76,7 +76,7 @@ def _masked_tmp(
 
 
 def _select_pair_full(
-    ta: torch.Tensor, tb: torch.Tensor, increase: bool, chunk: int = 16
+    ta: torch.Tensor, tb: torch.Tensor, increase: bool, chunk: int = 2
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The literal n x n pair search on (masked) alpha/beta, as cleverhans: returns (p1, p2, score > 0)."""
     n = ta.shape[1]
@@ -285,7 +285,8 @@ def jsma(
         best = key.argmin(1)
         ok = torch.isfinite(key.gather(1, best.unsqueeze(1)).squeeze(1))
         idx = torch.arange(m, device=x.device) * k + best
-        adv[sl] = torch.where(ok.view(-1, 1, 1, 1), out["x"][idx], xb)
+        # Failed images keep the final attempt of their first target (for inspection; never stored as a stimulus).
+        adv[sl] = torch.where(ok.view(-1, 1, 1, 1), out["x"][idx], out["x"][torch.arange(m, device=x.device) * k])
         success[sl] = ok
         target_out[sl] = torch.where(ok, tb[idx], -1)
         iters_out[sl] = torch.where(ok, out["iters"][idx], out["iters"].view(m, k).max(1).values)
@@ -303,7 +304,7 @@ def jsma(
         target=target_out,
         iterations=iters_out,
         notes=notes,
-        extra={"params": {"mode": mode, "stop": stop, **{k_: v for k_, v in kw.items() if k_ != "stop"}}},  # type: ignore[dict-item]
+        params={"mode": mode, "stop": stop, **{k_: v for k_, v in kw.items() if k_ != "stop"}},
     )
 
 

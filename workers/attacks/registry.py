@@ -30,6 +30,7 @@ class AttackResult:
     ssim_opt: torch.Tensor | None = None  # float [N]: optimisation SSIM (reflect) where one was used
     notes: list[str] = field(default_factory=list)  # per image, "" or why it failed
     extra: dict[str, torch.Tensor] = field(default_factory=dict)  # attack-specific per-image values
+    params: dict[str, Any] = field(default_factory=dict)  # effective parameters worth recording
 
 
 class Attack(Protocol):
