@@ -58,11 +58,6 @@ def generate_batch(
     out = []
     for r in results:
         metrics = dict(r["metrics"])
-        # The exported manifest's names for the model's verdict on the stored PNG.
-        if "pred" in metrics:
-            metrics["model_pred"] = metrics.pop("pred")
-        if "conf" in metrics:
-            metrics["model_conf"] = metrics.pop("conf")
         success = bool(r["success"])
         out.append(
             {

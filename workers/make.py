@@ -50,8 +50,8 @@ METRIC_COLUMNS = (
     "ssim_variant",
     "psnr",
     "uqi",
-    "pred",
-    "conf",
+    "model_pred",
+    "model_conf",
     "target",
     "second_pred",
     "iterations",
@@ -233,8 +233,8 @@ def generate(
         if variant is not None:
             m["ssim_opt"] = ssim_opt[i] if ssim_opt[i] is not None and not math.isnan(ssim_opt[i]) else None
             m["ssim_variant"] = variant
-        m["pred"] = int(pred[i])
-        m["conf"] = float(conf[i])
+        m["model_pred"] = int(pred[i])
+        m["model_conf"] = float(conf[i])
         m["target"] = targets[i]
         m["iterations"] = iters[i]
         m["seconds"] = seconds

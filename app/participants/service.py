@@ -63,6 +63,13 @@ def enter(session: Session, slug: str, params: EntryParams, rng: random.Random |
     if existing is not None:
         return existing
     if study.status != StudyStatus.ACTIVE:
+        from app.jobs.service import unfinished_jobs
+
+        if study.status == StudyStatus.DRAFT and unfinished_jobs(session, study):
+            raise StudyUnavailable(
+                "This study's images are still being prepared. Please try this link again in a few minutes.",
+                reason="preparing",
+            )
         raise StudyUnavailable(
             "This study is not accepting participants at the moment. Thank you for your interest. "
             "Please return the study on Prolific.",
@@ -294,6 +301,38 @@ _PAGE = (
 )
 
 
+# Prebuilt statements (their SQL and cache keys are computed once).
+_TOUCH = (
+    update(P).where(P.c.id == bindparam("b_id")).values(last_seen_at=bindparam("b_now", type_=P.c.last_seen_at.type))
+)
+_SHOWN = (
+    update(T)
+    .where(T.c.id == bindparam("b_id"), T.c.shown_at.is_(None))
+    .values(shown_at=bindparam("b_now", type_=T.c.shown_at.type))
+)
+_ADVANCE_TRIAL = (
+    update(P)
+    .where(P.c.id == bindparam("b_id"), P.c.stage == _TRIALS, P.c.position == bindparam("b_pos"))
+    .values(
+        position=bindparam("b_next", type_=P.c.position.type),
+        stage=bindparam("b_stage", type_=P.c.stage.type),
+        attention_failures=P.c.attention_failures + bindparam("b_fail", type_=P.c.attention_failures.type),
+        last_seen_at=bindparam("b_now", type_=P.c.last_seen_at.type),
+    )
+)
+_STORE_ANSWER = (
+    update(T)
+    .where(T.c.id == bindparam("b_id"), T.c.answered_at.is_(None))
+    .values(
+        response_label=bindparam("b_label", type_=T.c.response_label.type),
+        confidence=bindparam("b_conf", type_=T.c.confidence.type),
+        rt_ms=bindparam("b_rt", type_=T.c.rt_ms.type),
+        answered_at=bindparam("b_now", type_=T.c.answered_at.type),
+        shown_at=func.coalesce(T.c.shown_at, bindparam("b_now", type_=T.c.shown_at.type)),
+    )
+)
+
+
 def current_page(engine: Engine, studies: StudyCache, token: str) -> PageState:
     """The participant's current page. Marks the trial shown (once) and refreshes last_seen_at (at most every
     TOUCH_INTERVAL_S), each with a single conditional UPDATE."""
@@ -312,11 +351,9 @@ def current_page(engine: Engine, studies: StudyCache, token: str) -> PageState:
                 state.stimulus_public_id = r.public_id
                 state.stimulus_size = (r.width, r.height)
             if r.shown_at is None:
-                conn.execute(
-                    update(T).where(T.c.id == r.trial_id, T.c.shown_at.is_(None)).values(shown_at=now),
-                )
+                conn.execute(_SHOWN, {"b_id": r.trial_id, "b_now": now})
         if r.stage != Stage.DONE and (now - _aware(r.last_seen_at)).total_seconds() > TOUCH_INTERVAL_S:
-            conn.execute(update(P).where(P.c.id == r.id).values(last_seen_at=now))
+            conn.execute(_TOUCH, {"b_id": r.id, "b_now": now})
     return state
 
 
@@ -433,24 +470,23 @@ def submit_trial(
             rt = None
         if r.trial_id is None:
             raise BadRequest("This trial does not exist.")
-        values: dict[str, Any] = {"position": position + 1}
-        if position + 1 >= (r.total or 0):
-            values["stage"] = Stage.DEMOGRAPHICS.value
-        if r.kind == "attention" and lab != r.expected_label:
-            values["attention_failures"] = P.c.attention_failures + 1
-        _advance(conn, (P.c.id == r.id, P.c.stage == _TRIALS, P.c.position == position), **values)
+        last = position + 1 >= (r.total or 0)
+        failed = r.kind == "attention" and lab != r.expected_label
         now = utcnow()
-        conn.execute(
-            update(T)
-            .where(T.c.id == r.trial_id, T.c.answered_at.is_(None))
-            .values(
-                response_label=lab,
-                confidence=conf,
-                rt_ms=rt,
-                answered_at=now,
-                shown_at=func.coalesce(T.c.shown_at, now),
-            )
-        )
+        advanced = conn.execute(
+            _ADVANCE_TRIAL,
+            {
+                "b_id": r.id,
+                "b_pos": position,
+                "b_next": position + 1,
+                "b_stage": Stage.DEMOGRAPHICS.value if last else _TRIALS,
+                "b_fail": 1 if failed else 0,
+                "b_now": now,
+            },
+        ).rowcount
+        if advanced != 1:
+            raise WrongPage()
+        conn.execute(_STORE_ANSWER, {"b_id": r.trial_id, "b_label": lab, "b_conf": conf, "b_rt": rt, "b_now": now})
 
 
 _DEMOGRAPHICS = select(P.c.id, P.c.study_id, P.c.stage, P.c.attention_failures).where(P.c.token == bindparam("token"))

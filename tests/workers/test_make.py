@@ -97,7 +97,7 @@ def test_generate_l2_rows(condition: str) -> None:
             assert m["attack"] == "l2_fixed" and m["ssim_variant"] == "reflect"
             assert json.loads(m["params"])["steps"] == 6
             if r["success"]:
-                assert 5.99 <= m["l2"] <= 6.01 and m["pred"] != r["label"] and m["budget_ok"]
+                assert 5.99 <= m["l2"] <= 6.01 and m["model_pred"] != r["label"] and m["budget_ok"]
                 assert m["ssim_opt"] is not None and m["psnr"] > 0 and -1 <= m["uqi"] <= 1
 
 
