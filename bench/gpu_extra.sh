@@ -17,7 +17,7 @@ N_L0=${N_L0:-75}
 N_CIFAR=${N_CIFAR:-16}
 export PYTHONPATH=${PYTHONPATH:-.} PYTHONUNBUFFERED=1
 mkdir -p "$OUT"
-pick() { if [ -f "$STAGE/$1.pt" ]; then echo "$STAGE/$1.pt"; else echo "random:$2"; fi; }
+pick() { if [ -f "$STAGE/$1.pt" ]; then echo "$STAGE/$1.pt"; elif [ -f "workers/weights/$1.pt" ]; then echo "workers/weights/$1.pt"; else echo "random:$2"; fi; }
 MNIST=$(pick mnist-default madry_mnist)
 JUDGE=$(pick mnist-second cw_mnist)
 CIFAR=$(pick cifar10-default preact_resnet18_w32)
@@ -29,7 +29,7 @@ if [ -f "$SRC/models/mnist_lenet5_advtrained.pt" ]; then
 fi
 echo "gpu_extra: device=$DEVICE mnist=$MNIST judge=$JUDGE cifar=$CIFAR data=$SRC"
 # 1) JSMA in both modes on N_L0 MNIST images, plus the whole L0 set (CB + JSMA all + automated CAP).
-timeout -k 3 40 "$PY" - "$JSMA_MODEL" "$SRC" "$DEVICE" "$N_L0" "$OUT/gpu_extra.md" "$JSMA_ARCH" <<'PYEOF'
+timeout -k 3 "${JSMA_T:-40}" "$PY" - "$JSMA_MODEL" "$SRC" "$DEVICE" "$N_L0" "$OUT/gpu_extra.md" "$JSMA_ARCH" <<'PYEOF'
 import sys, time, torch
 sys.path.insert(0, "bench")
 from bench_stimuli import load
@@ -64,7 +64,7 @@ echo "jsma rc=$?"
 #    gpu_extra.md after every study, so a time-out keeps what was done.
 cp "$OUT/gpu_extra.md" /tmp/gpu_extra_jsma.md 2>/dev/null || echo "(no JSMA table)" > /tmp/gpu_extra_jsma.md
 printf '\nStimulus sets on %s (CB + CAI + CAP, make_stimuli):\n' "$DEVICE" >> /tmp/gpu_extra_jsma.md
-timeout -k 3 50 "$PY" bench/bench_stimuli.py --data-dir "$SRC" --device "$DEVICE" --studies l2,linf,l0 \
+timeout -k 3 "${SETS_T:-50}" "$PY" bench/bench_stimuli.py --data-dir "$SRC" --device "$DEVICE" --studies l2,linf,l0 \
   --n-l0 "$N_L0" --n-cifar "$N_CIFAR" --mnist-model "$MNIST" --judge "$JUDGE" --cifar-model "$CIFAR" \
   --out "$OUT/gpu_extra.md" --json "$OUT/gpu_extra.json" --prefix-file /tmp/gpu_extra_jsma.md
 echo "sets rc=$?"

@@ -90,10 +90,23 @@ def evaluate_model(
     Deterministic for a fixed ``seed`` on a given device. A sample counts as robust only if it is also
     correctly classified clean (the attack starts from a correct point, and misclassified ones stay wrong).
     """
-    from tqdm import tqdm
-
     device = resolve_device(device)
     model = model.to(device).eval()
+    # full fp32 (no TF32) so that the numbers are reproducible on other devices
+    tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        return _evaluate(model, images, labels, eps, steps, alpha, batch_size, seed, device, progress)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+
+
+def _evaluate(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, steps: int, alpha: float,
+    batch_size: int, seed: int, device: torch.device, progress: bool,
+) -> dict[str, Any]:
+    from tqdm import tqdm
+
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
     clean_correct = robust_correct = 0
@@ -138,7 +151,7 @@ def load_test_set(dataset: str, data_dir: str | os.PathLike[str] | None, n: int 
         source = "MNIST official test set (IDX)"
     elif dataset == "cifar10":
         x, y = load_cifar10(data_dir, "test")
-        source = "CIFAR-10 lossless test images" + (" (first %d of the official test set)" % len(y))
+        source = f"CIFAR-10 lossless test images (first {len(y)} of the official test set)"
     else:
         raise ValueError(f"unknown dataset {dataset!r}: expected mnist or cifar10")
     if n is not None:
@@ -156,7 +169,8 @@ def device_description(device: torch.device | str) -> str:
     device = torch.device(device)
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+    cpu = platform.processor() or platform.machine()
+    return f"cpu ({cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
 
 
 def write_card(
@@ -237,7 +251,8 @@ def evaluate_file(
     eps = float(eps if eps is not None else train_eps if train_eps is not None else defaults["eps"])
     steps = int(steps if steps is not None else defaults["steps"])
     if alpha is None:
-        alpha = defaults["alpha"] if abs(eps - defaults["eps"]) < 1e-9 else 2.5 * eps / max(steps, 1)
+        same = abs(eps - defaults["eps"]) < 1e-9 and steps == defaults["steps"]
+        alpha = defaults["alpha"] if same else 2.5 * eps / max(steps, 1)
     x, y, source = load_test_set(dataset, data_dir, n)
     result = evaluate_model(
         model, x, y, eps=eps, steps=steps, alpha=alpha, batch_size=batch_size, seed=seed, device=dev,

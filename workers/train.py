@@ -72,9 +72,10 @@ class TrainConfig:
     time_budget: float | None = None  # seconds; plans the number of epochs (at most ``epochs``)
     max_batches: int | None = None  # per epoch (smoke tests)
     train_subset: int | None = None  # use only the first N training images (after the holdout is removed)
-    amp: bool = True  # bf16 autocast on CUDA
-    channels_last: bool = True  # on CUDA
+    amp: bool | None = None  # bf16 autocast; None: on CUDA only
+    channels_last: bool | None = None  # None: on CUDA only
     num_threads: int | None = None
+    stop_after: int | None = None  # leave the run unfinished after this epoch (resumable; for tests)
     data_dir: str | None = None
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -239,8 +240,9 @@ def train(config: TrainConfig, out: str | os.PathLike[str], *, resume: bool = Fa
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    use_amp = cfg.amp and cuda
-    mem_format = torch.channels_last if (cfg.channels_last and cuda) else torch.contiguous_format
+    use_amp = cuda if cfg.amp is None else cfg.amp
+    use_cl = cuda if cfg.channels_last is None else cfg.channels_last
+    mem_format = torch.channels_last if use_cl else torch.contiguous_format
 
     state: dict[str, Any] | None = None
     if resume and out.exists():
@@ -252,7 +254,7 @@ def train(config: TrainConfig, out: str | os.PathLike[str], *, resume: bool = Fa
             logger.info("%s is already finished", out)
             return dict(ckpt.get("card") or {})
         saved = state["config"]
-        for key in ("dataset", "arch", "eps", "method", "seed"):
+        for key in ("dataset", "arch", "eps", "method", "seed", "batch_size", "lr", "epochs"):
             if saved[key] != getattr(cfg, key):
                 raise TrainError(f"cannot resume: {key} was {saved[key]!r} in {out}, now {getattr(cfg, key)!r}")
 
@@ -317,7 +319,8 @@ def train(config: TrainConfig, out: str | os.PathLike[str], *, resume: bool = Fa
     def recipe() -> dict[str, Any]:
         r = {
             "method": cfg.method, "eps": cfg.eps, "epochs_max": cfg.epochs, "epochs_planned": planned_epochs,
-            "batch_size": bs, "optimizer": cfg.optimizer, "lr_max": cfg.lr, "lr_schedule": "cyclic (0 -> max at 40% -> 0)",
+            "batch_size": bs, "optimizer": cfg.optimizer, "lr_max": cfg.lr,
+            "lr_schedule": "cyclic (0 -> max at 40% -> 0)",
             "weight_decay": cfg.weight_decay, "momentum": cfg.momentum if cfg.optimizer == "sgd" else None,
             "eps_warmup_fraction": cfg.eps_warmup, "augment": "random crop (pad 4) + flip" if cfg.augment else None,
             "seed": cfg.seed, "amp": "bf16" if use_amp else None, "holdout": n_hold,
@@ -337,6 +340,7 @@ def train(config: TrainConfig, out: str | os.PathLike[str], *, resume: bool = Fa
                 "best_epoch": best["epoch"], "selected_by": f"held-out PGD-{cfg.holdout_pgd_steps} accuracy on "
                 f"{n_hold} training images", "train_seconds": round(train_seconds, 1),
                 "data_load_seconds": round(data_seconds, 1), "device": device_description(device),
+                "calibration": calibration,
                 "torch": torch.__version__, "history": history,
                 "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             },
@@ -352,7 +356,63 @@ def train(config: TrainConfig, out: str | os.PathLike[str], *, resume: bool = Fa
         }
         save_model_file(out, net, cfg.arch, card=card(train_seconds, False), extra={"train_state": train_state})
 
-    total_steps = lambda: planned_epochs * steps_per_epoch  # noqa: E731
+    def adv_step(m: nn.Module, o: torch.optim.Optimizer, xb: torch.Tensor, yb: torch.Tensor, eps_now: float,
+                 g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """One training step on adversarial examples of (xb, yb) at radius eps_now."""
+        if cfg.augment:
+            xb = augment_batch(xb, g)
+        xb = xb.contiguous(memory_format=mem_format)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            if eps_now > 0:
+                if cfg.method == "fgsm-rs":
+                    assert cfg.fgsm_alpha is not None
+                    xb = fgsm_rs_examples(m, xb, yb, eps_now, cfg.fgsm_alpha * eps_now / cfg.eps, g)
+                else:
+                    assert cfg.pgd_alpha is not None
+                    xb = pgd_attack(m, xb, yb, eps_now, cfg.pgd_alpha * eps_now / cfg.eps, cfg.pgd_steps, generator=g)
+            logits = m(xb)
+            loss = F.cross_entropy(logits, yb)
+        o.zero_grad(set_to_none=True)
+        loss.backward()
+        o.step()
+        return loss, logits
+
+    calibration: dict[str, Any] | None = None
+    if cfg.time_budget and state is None:
+        # Plan the number of epochs before training, from timed steps on a throw-away copy of the model, so
+        # that the LR and eps schedules are fixed from the first step (changing them mid-run can wreck MNIST).
+        t_cal = time.perf_counter()
+        m_copy = copy.deepcopy(model)
+        o_copy = torch.optim.SGD(m_copy.parameters(), lr=1e-6)
+        g_copy = torch.Generator(device=device)
+        g_copy.manual_seed(12345)
+        n_warm, n_timed = 3, min(20, steps_per_epoch)
+        for j in range(n_warm + n_timed):
+            if j == n_warm:
+                if cuda:
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+            idx = torch.arange(j * bs, (j + 1) * bs, device=device) % n_train
+            adv_step(m_copy, o_copy, x_train[idx].float().div_(255), y_train[idx], cfg.eps, g_copy)
+        if cuda:
+            torch.cuda.synchronize()
+        per_step = (time.perf_counter() - t0) / n_timed
+        t0 = time.perf_counter()
+        _holdout_check(m_copy, x_hold, y_hold, cfg, device, seed=0)
+        per_check = time.perf_counter() - t0
+        del m_copy, o_copy
+        est_epoch = per_step * steps_per_epoch + per_check
+        remaining = cfg.time_budget - (time.perf_counter() - t_cal)
+        planned_epochs = max(1, min(cfg.epochs, int(remaining // est_epoch)))
+        calibration = {"seconds_per_step": round(per_step, 5), "holdout_check_seconds": round(per_check, 2),
+                       "estimated_epoch_seconds": round(est_epoch, 2), "planned_epochs": planned_epochs,
+                       "calibration_seconds": round(time.perf_counter() - t_cal, 2)}
+        logger.info("time budget %.0fs: ~%.1fs/epoch -> %d epochs", cfg.time_budget, est_epoch, planned_epochs)
+        if progress:
+            tqdm.write(f"[{cfg.arch}] ~{est_epoch:.1f}s/epoch, budget {cfg.time_budget:.0f}s "
+                       f"-> {planned_epochs} epochs")
+
+    total_steps = planned_epochs * steps_per_epoch
     t_start = time.perf_counter() - elapsed_before
     epoch = start_epoch
     stop_reason = "planned epochs done"
@@ -365,36 +425,19 @@ def train(config: TrainConfig, out: str | os.PathLike[str], *, resume: bool = Fa
                    disable=not progress, leave=False, unit="batch")
         for i in bar:
             step = epoch * steps_per_epoch + i
-            frac = (step + 1) / total_steps()
+            frac = (step + 1) / total_steps
             lr = cyclic_lr(frac, cfg.lr or 0.0)
             eps_now = cfg.eps * ramp(frac, cfg.eps_warmup or 0.0)
             for g in opt.param_groups:
                 g["lr"] = lr
             idx = order[i * bs : (i + 1) * bs]
-            xb = x_train[idx].float().div_(255)
-            yb = y_train[idx]
-            if cfg.augment:
-                xb = augment_batch(xb, gen)
-            xb = xb.contiguous(memory_format=mem_format)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                if eps_now > 0:
-                    if cfg.method == "fgsm-rs":
-                        assert cfg.fgsm_alpha is not None
-                        xb = fgsm_rs_examples(model, xb, yb, eps_now, cfg.fgsm_alpha * eps_now / cfg.eps, gen)
-                    else:
-                        assert cfg.pgd_alpha is not None
-                        xb = pgd_attack(model, xb, yb, eps_now, cfg.pgd_alpha * eps_now / cfg.eps,
-                                        cfg.pgd_steps, generator=gen)
-                logits = model(xb)
-                loss = F.cross_entropy(logits, yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            loss, logits = adv_step(model, opt, x_train[idx].float().div_(255), y_train[idx], eps_now, gen)
             if i % 20 == 0 or i == steps_per_epoch - 1:
-                loss_sum += float(loss) * len(yb)
+                yb = y_train[idx]
+                loss_sum += float(loss.detach()) * len(yb)
                 correct += float((logits.argmax(1) == yb).sum())
                 seen += len(yb)
-                bar.set_postfix(loss=f"{float(loss):.3f}", lr=f"{lr:.4f}", eps=f"{eps_now:.3f}")
+                bar.set_postfix(loss=f"{float(loss.detach()):.3f}", lr=f"{lr:.4f}", eps=f"{eps_now:.3f}")
         bar.close()
         if cuda:
             torch.cuda.synchronize()
@@ -422,19 +465,17 @@ def train(config: TrainConfig, out: str | os.PathLike[str], *, resume: bool = Fa
             stop_reason = f"stopped at epoch {epoch}: held-out robust accuracy collapsed (catastrophic overfitting)"
             logger.warning(stop_reason)
             break
-        # plan the number of epochs from the measured time (first two epochs)
-        if cfg.time_budget and epoch <= 2 and epoch < planned_epochs:
-            spent = time.perf_counter() - t_start
-            per_epoch = epoch_time
-            fit = epoch + int((cfg.time_budget - spent) // per_epoch)
-            new_plan = max(epoch, min(cfg.epochs, fit))
-            if new_plan != planned_epochs:
-                logger.info("time budget %.0fs: %.1fs/epoch -> %d epochs", cfg.time_budget, per_epoch, new_plan)
-                if progress:
-                    tqdm.write(f"[{cfg.arch}] {per_epoch:.1f}s/epoch, budget {cfg.time_budget:.0f}s "
-                               f"-> {new_plan} epochs")
-                planned_epochs = new_plan
+        # safety net: never run far past the time budget (the plan above should make this rare)
+        spent = time.perf_counter() - t_start
+        if cfg.time_budget and epoch < planned_epochs and spent + epoch_time > 1.25 * cfg.time_budget:
+            stop_reason = f"stopped at epoch {epoch}/{planned_epochs}: time budget exhausted"
+            logger.warning(stop_reason)
+            save(epoch, spent)
+            break
         save(epoch, time.perf_counter() - t_start)
+        if cfg.stop_after is not None and epoch >= cfg.stop_after and epoch < planned_epochs:
+            logger.info("stopping after epoch %d as asked; resume with --resume", epoch)
+            return card(time.perf_counter() - t_start, False)
 
     train_seconds = time.perf_counter() - t_start
     if best_state is not None and best["epoch"] != epoch:
@@ -457,4 +498,79 @@ def pack(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, half: bool
     model = load_model(src)
     return save_model_file(
         dst, model.model, ckpt["arch"], normalization=ckpt.get("normalization"), card=ckpt.get("card"), half=half
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the default models
+# ----------------------------------------------------------------------------------------------------------
+
+# Recipes of the committed default models; ``budget`` is the training time planned on the GPU (seconds).
+DEFAULT_RECIPES: dict[str, dict[str, Any]] = {
+    "mnist-default": {
+        "config": {"dataset": "mnist", "arch": "madry_mnist", "eps": 0.3, "method": "pgd", "pgd_steps": 10,
+                   "epochs": 40, "batch_size": 128, "lr": 1e-3, "optimizer": "adam", "eps_warmup": 0.25, "seed": 0,
+                   "amp": False, "channels_last": False},
+        "budget": 120.0,
+    },
+    "mnist-second": {
+        "config": {"dataset": "mnist", "arch": "cw_mnist", "eps": 0.3, "method": "pgd", "pgd_steps": 10,
+                   "epochs": 40, "batch_size": 128, "lr": 1e-3, "optimizer": "adam", "eps_warmup": 0.25, "seed": 1,
+                   "amp": False, "channels_last": False},
+        "budget": 80.0,
+    },
+    "cifar10-default": {
+        "config": {"dataset": "cifar10", "arch": "preact_resnet18_w32", "eps": 8 / 255, "method": "fgsm-rs",
+                   "fgsm_alpha": 10 / 255, "epochs": 30, "batch_size": 256, "lr": 0.2, "optimizer": "sgd",
+                   "weight_decay": 5e-4, "seed": 0},
+        "budget": 240.0,
+    },
+}
+
+
+def train_default_model(
+    name: str,
+    stage: str | os.PathLike[str],
+    *,
+    data_dir: str | None = None,
+    device: str = "auto",
+    budget_scale: float = 1.0,
+    smoke: bool = False,
+    progress: bool = True,
+    note: str = "",
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train default model ``name`` with its recipe, pack it as fp16 to ``stage/<name>.pt``, evaluate it on
+    the lossless test set and write ``stage/<name>.json``. Returns the evaluation.
+
+    ``overrides`` replaces recipe entries (``budget`` or any TrainConfig field, e.g. ``epochs``)."""
+    from workers.evaluate import EVAL_DEFAULTS, evaluate_file
+
+    recipe = copy.deepcopy(DEFAULT_RECIPES[name])
+    for key, value in (overrides or {}).items():
+        if key == "budget":
+            recipe["budget"] = float(value)
+        else:
+            recipe["config"][key] = value
+    stage = Path(stage)
+    stage.mkdir(parents=True, exist_ok=True)
+    kw = dict(recipe["config"])
+    kw.update(device=device, data_dir=data_dir, time_budget=recipe["budget"] * budget_scale, note=note,
+              extra={"name": name})
+    if smoke:
+        # exercise the CUDA code paths (bf16 autocast, channels_last) on the CPU too
+        # (bf16 convolutions are ~10x slower on most CPUs: autocast only for the small MNIST nets)
+        kw.update(epochs=2, max_batches=3, train_subset=2000, holdout=100, pgd_steps=2,
+                  amp=kw["dataset"] == "mnist", channels_last=True, batch_size=32, time_budget=30.0)
+    cfg = TrainConfig(**kw)
+    work = stage / f"{name}.full.pt"
+    if work.exists():
+        work.unlink()
+    train(cfg, work, progress=progress)
+    final = pack(work, stage / f"{name}.pt", half=True)
+    work.unlink()
+    ev = EVAL_DEFAULTS[cfg.dataset]
+    return evaluate_file(
+        final, cfg.dataset, data_dir=data_dir, eps=cfg.eps, steps=2 if smoke else int(ev["steps"]),
+        alpha=None if smoke else ev["alpha"], n=200 if smoke else None, device=device, progress=False,
     )

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -143,7 +144,9 @@ def _norm_args(
     return normalization["mean"], normalization["std"]
 
 
-def _load_default(entry: DefaultModel, device: str | torch.device, freeze: bool, data_dir: PathLike | None) -> NormalizedModel:
+def _load_default(
+    entry: DefaultModel, device: str | torch.device, freeze: bool, data_dir: PathLike | None
+) -> NormalizedModel:
     path = entry.weights_path(data_dir)
     if not path.is_file():
         where = "the data directory ($LPSTUDY_DATA_DIR)" if entry.external else "workers/weights/"
@@ -257,7 +260,9 @@ def load_model(
 
     if is_torchscript(path):
         try:
-            net = torch.jit.load(str(path), map_location="cpu")
+            with warnings.catch_warnings():  # TorchScript is deprecated upstream but still the portable format
+                warnings.simplefilter("ignore", DeprecationWarning)
+                net = torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:
             raise ModelLoadError(f"cannot load TorchScript file {path}: {exc}") from exc
         ds = dataset
@@ -332,14 +337,17 @@ def export_torchscript(model: NormalizedModel, out: PathLike) -> Path:
         raise ModelLoadError("cannot export: the model's input shape is unknown")
     model = model.cpu().eval()
     example = torch.rand(2, *shape)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
         traced = torch.jit.trace(model, example, check_trace=True)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
     try:
-        traced.save(tmp)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            traced.save(tmp)
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
