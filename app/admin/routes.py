@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse, Response
@@ -10,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.admin import auth
 from app.jobs.service import study_progress
+from app.models import Study
 from app.studies import service as studies
 from app.web import get_session, render
 
@@ -107,6 +109,19 @@ def study_detail(
     )
 
 
+def _lifecycle(
+    action: Callable[[Session, Study], Study],
+    slug: str,
+    csrf_token: str | None,
+    admin: auth.AdminSession,
+    session: Session,
+) -> Response:
+    auth.check_csrf(admin, csrf_token)
+    action(session, studies.get_study(session, slug))
+    session.commit()
+    return RedirectResponse(f"/admin/studies/{slug}", status_code=303)
+
+
 @router.post("/studies/{slug}/activate")
 def activate(
     slug: str,
@@ -114,10 +129,7 @@ def activate(
     admin: auth.AdminSession = Depends(auth.require_admin),
     session: Session = Depends(get_session),
 ) -> Response:
-    auth.check_csrf(admin, csrf_token)
-    studies.activate_study(session, studies.get_study(session, slug))
-    session.commit()
-    return RedirectResponse(f"/admin/studies/{slug}", status_code=303)
+    return _lifecycle(studies.activate_study, slug, csrf_token, admin, session)
 
 
 @router.post("/studies/{slug}/close")
@@ -127,7 +139,4 @@ def close(
     admin: auth.AdminSession = Depends(auth.require_admin),
     session: Session = Depends(get_session),
 ) -> Response:
-    auth.check_csrf(admin, csrf_token)
-    studies.close_study(session, studies.get_study(session, slug))
-    session.commit()
-    return RedirectResponse(f"/admin/studies/{slug}", status_code=303)
+    return _lifecycle(studies.close_study, slug, csrf_token, admin, session)

@@ -43,3 +43,41 @@ def condition_direction(condition: str) -> int:
     if condition == "CAP":
         return -1
     raise ValueError(f"unknown condition {condition!r}; choose CAI or CAP")
+
+
+class BestBySsim:
+    """Per image, the best misclassified 8-bit iterate so far: highest SSIM (CAI) or lowest (CAP).
+
+    Shared by the L2 and L-inf attacks, which both keep the best successful iterate rather than the last one.
+    """
+
+    def __init__(self, first_u8: torch.Tensor, direction: int) -> None:
+        n, dev = first_u8.shape[0], first_u8.device
+        self.direction = direction
+        self.u8 = first_u8
+        self.score = torch.full((n,), -torch.inf, dtype=torch.float64, device=dev)
+        self.ssim = torch.full((n,), torch.nan, dtype=torch.float64, device=dev)
+        self.iteration = torch.zeros(n, dtype=torch.long, device=dev)
+        self.found = torch.zeros(n, dtype=torch.bool, device=dev)
+
+    def update(self, q_u8: torch.Tensor, ok: torch.Tensor, s: torch.Tensor, it: int) -> None:
+        """Offer iterate ``q_u8`` (misclassified where ``ok``, SSIM ``s``) from iteration ``it``."""
+        better = ok & (self.direction * s > self.score)
+        self.u8 = torch.where(better.view(bshape(q_u8)), q_u8, self.u8)
+        self.score = torch.where(better, self.direction * s, self.score)
+        self.ssim = torch.where(better, s, self.ssim)
+        self.iteration = torch.where(better, it, self.iteration)
+        self.found |= better
+
+    def result(self, failure_note: str):  # type: ignore[no-untyped-def]
+        from workers.attacks.registry import AttackResult
+
+        n = self.u8.shape[0]
+        return AttackResult(
+            adv_u8=self.u8,
+            success=self.found,
+            target=torch.full((n,), -1, dtype=torch.long, device=self.u8.device),
+            iterations=self.iteration,
+            ssim_opt=self.ssim.float(),
+            notes=["" if bool(f) else failure_note for f in self.found],
+        )

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from workers.attacks.common import bshape, condition_direction, margin_grad, predict
+from workers.attacks.common import BestBySsim, condition_direction, margin_grad, predict
 from workers.attacks.registry import AttackResult, register
 from workers.budgets import L2_TARGET, L2_TOL, from_uint8, quantize_l2, to_uint8
 from workers.ssim import OPT_VARIANT, ssim
@@ -59,14 +59,9 @@ def l2_fixed(
     direction = condition_direction(condition)
     x = x.detach()
     y = y.to(x.device).long()
-    n = x.shape[0]
     b_u8 = to_uint8(x)
     cur, _ = equal_mse_search(x, r, direction, steps=wang_steps, generator=generator)
-    best_u8 = quantize_l2(b_u8, cur, r, tol)
-    best_score = torch.full((n,), -torch.inf, dtype=torch.float64, device=x.device)
-    best_ssim = torch.full((n,), torch.nan, dtype=torch.float64, device=x.device)
-    best_iter = torch.zeros(n, dtype=torch.long, device=x.device)
-    found = torch.zeros(n, dtype=torch.bool, device=x.device)
+    best = BestBySsim(quantize_l2(b_u8, cur, r, tol), direction)
     for it in range(steps + 1):
         q = quantize_l2(b_u8, cur, r, tol)
         qf = from_uint8(q, x.dtype)
@@ -75,23 +70,10 @@ def l2_fixed(
         ok = (predict(model, qf) != y) & in_band
         with torch.no_grad():
             s = ssim(x, qf, OPT_VARIANT).double()
-        better = ok & (direction * s > best_score)
-        best_u8 = torch.where(better.view(bshape(q)), q, best_u8)
-        best_score = torch.where(better, direction * s, best_score)
-        best_ssim = torch.where(better, s, best_ssim)
-        best_iter = torch.where(better, it, best_iter)
-        found |= better
+        best.update(q, ok, s, it)
         if it == steps:
             break
         _, g = margin_grad(model, cur, y, kappa)
         cur = project_sphere_box(x, cur + step * r * unit(tangent(g, cur - x)), r)
         cur = ssim_tangent_step(x, cur, r, ssim_step, direction)
-    notes = ["" if bool(f) else "no misclassified iterate at L2 = r" for f in found]
-    return AttackResult(
-        adv_u8=best_u8,
-        success=found,
-        target=torch.full((n,), -1, dtype=torch.long, device=x.device),
-        iterations=best_iter,
-        ssim_opt=best_ssim.float(),
-        notes=notes,
-    )
+    return best.result("no misclassified iterate at L2 = r")

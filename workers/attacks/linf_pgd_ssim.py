@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from workers.attacks.common import bshape, condition_direction, margin_grad, predict
+from workers.attacks.common import BestBySsim, bshape, condition_direction, margin_grad, predict
 from workers.attacks.registry import AttackResult, register
 from workers.budgets import LINF_EPS, from_uint8, quantize_linf, to_uint8
 from workers.ssim import OPT_VARIANT, ssim, ssim_grad
@@ -54,30 +54,20 @@ def linf_pgd_ssim(
     direction = condition_direction(condition)
     x = x.detach()
     y = y.to(x.device).long()
-    n = x.shape[0]
     b_u8 = to_uint8(x)
     if random_start:
         noise = torch.rand(x.shape, generator=generator, dtype=x.dtype, device="cpu").to(x.device)
         cur = _project(x, x + (2 * noise - 1) * eps, eps)
     else:
         cur = x.clone()
-    best_u8 = quantize_linf(b_u8, cur, eps)
-    best_score = torch.full((n,), -torch.inf, dtype=torch.float64, device=x.device)
-    best_ssim = torch.full((n,), torch.nan, dtype=torch.float64, device=x.device)
-    best_iter = torch.zeros(n, dtype=torch.long, device=x.device)
-    found = torch.zeros(n, dtype=torch.bool, device=x.device)
+    best = BestBySsim(quantize_linf(b_u8, cur, eps), direction)
     for it in range(steps + 1):
         q = quantize_linf(b_u8, cur, eps)
         qf = from_uint8(q, x.dtype)
         ok = predict(model, qf) != y
         with torch.no_grad():
             s = ssim(x, qf, OPT_VARIANT).double()
-        better = ok & (direction * s > best_score)
-        best_u8 = torch.where(better.view(bshape(q)), q, best_u8)
-        best_score = torch.where(better, direction * s, best_score)
-        best_ssim = torch.where(better, s, best_ssim)
-        best_iter = torch.where(better, it, best_iter)
-        found |= better
+        best.update(q, ok, s, it)
         if it == steps:
             break
         _, g = margin_grad(model, cur, y, kappa)
@@ -88,12 +78,4 @@ def linf_pgd_ssim(
             cur = _project(x, cur + ssim_alpha * gs / scale, eps)
         else:
             cur = _project(x, cur - ssim_alpha * gs.sign(), eps)
-    notes = ["" if bool(f) else "no misclassified iterate within eps" for f in found]
-    return AttackResult(
-        adv_u8=best_u8,
-        success=found,
-        target=torch.full((n,), -1, dtype=torch.long, device=x.device),
-        iterations=best_iter,
-        ssim_opt=best_ssim.float(),
-        notes=notes,
-    )
+    return best.result("no misclassified iterate within eps")
