@@ -336,6 +336,9 @@ def serve(
     host: str = typer.Option("127.0.0.1"),
     port: int = typer.Option(8000),
     workers: int = typer.Option(1, min=1, max=64, help="uvicorn worker processes"),
+    timeout_keep_alive: int = typer.Option(
+        75, min=1, help="Seconds an idle keep-alive connection stays open; keep it above a participant's think time."
+    ),
     database_url: str | None = typer.Option(None),
 ) -> None:
     """Run the web server against the configured database (production entry point)."""
@@ -354,6 +357,7 @@ def serve(
         workers=workers,
         access_log=False,
         proxy_headers=True,
+        timeout_keep_alive=timeout_keep_alive,
         log_level=s.log_level.lower(),
     )
 
@@ -411,7 +415,9 @@ def demo(
     typer.echo(f"Admin login: {email} / {password}")
     sys.stdout.flush()
     try:
-        uvicorn.run(create_app(s, db), host=host, port=port, access_log=False, log_level="warning")
+        uvicorn.run(
+            create_app(s, db), host=host, port=port, access_log=False, log_level="warning", timeout_keep_alive=75
+        )
     finally:
         worker_proc.terminate()
         try:

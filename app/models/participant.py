@@ -46,7 +46,7 @@ class Participant(Base):
     finished_at: Mapped[dt.datetime | None]
     age: Mapped[int | None]
     gender: Mapped[str | None] = mapped_column(String(32))
-    student: Mapped[str | None] = mapped_column(String(16))
+    student: Mapped[str | None] = mapped_column(String(32))
     employment: Mapped[str | None] = mapped_column(String(32))
 
     trials: Mapped[list[Trial]] = relationship(order_by="Trial.position", passive_deletes=True)

@@ -1,8 +1,8 @@
 """The participant's path: entry, atomic assignment, and the server-side page state machine.
 
-Entry and assignment run on an ORM session that the route commits. The page state machine (page views and
-answers, the hot path) runs on Core connections and commits itself. Every answer is written with a conditional
-UPDATE keyed on the participant's current position, so a double POST (even two at once) is stored exactly once.
+Every function here opens its own Core connection from the engine and commits itself (it is the hot path: no ORM
+session). Every answer is written with a conditional UPDATE keyed on the participant's current position, so a
+double POST (even two at once) is stored exactly once.
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, and_, bindparam, case, func, insert, select, update
+from sqlalchemy import Connection, Engine, Table, and_, bindparam, case, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from app.errors import BadRequest, NotFound, StudyUnavailable
 from app.models import Condition, Participant, ParticipantStatus, Stage, Stimulus, Study, StudyStatus, Trial
 from app.models.base import utcnow
 from app.prolific import EntryParams
-from app.studies.service import condition_counts, timeout_cutoff
+from app.studies.service import timeout_cutoff
 
 GENDERS = ("female", "male", "non-binary", "other", "prefer-not-to-say")
 STUDENT = ("yes", "no", "prefer-not-to-say")
@@ -43,143 +43,12 @@ def new_token() -> str:
     return secrets.token_urlsafe(16)
 
 
-def _study_by_slug(session: Session, slug: str) -> Study:
-    study = session.scalar(select(Study).where(Study.slug == slug))
-    if study is None:
-        raise NotFound(
-            "There is no study at this address. Please check the link you were given.", title="Study not found"
-        )
-    return study
-
-
-def _existing(session: Session, study_id: int, pid: str) -> Participant | None:
-    return session.scalar(select(Participant).where(Participant.study_id == study_id, Participant.prolific_pid == pid))
-
-
-def enter(session: Session, slug: str, params: EntryParams, rng: random.Random | None = None) -> Participant:
-    """Find the participant for this PID, or assign a new one. Raises if the study can't take them."""
-    study = _study_by_slug(session, slug)
-    existing = _existing(session, study.id, params.pid)
-    if existing is not None:
-        return existing
-    if study.status != StudyStatus.ACTIVE:
-        from app.jobs.service import unfinished_jobs
-
-        if study.status == StudyStatus.DRAFT and unfinished_jobs(session, study):
-            raise StudyUnavailable(
-                "This study's images are still being prepared. Please try this link again in a few minutes.",
-                reason="preparing",
-            )
-        raise StudyUnavailable(
-            "This study is not accepting participants at the moment. Thank you for your interest. "
-            "Please return the study on Prolific.",
-            reason="closed",
-        )
-    # Serialise assignment for this study across threads and processes: the UPDATE takes the
-    # study's row lock on PostgreSQL and SQLite's write lock, and holds it until the request commits.
-    session.execute(update(Study).where(Study.id == study.id).values(assignment_seq=Study.assignment_seq + 1))
-    existing = _existing(session, study.id, params.pid)  # a concurrent entry with the same PID
-    if existing is not None:
-        return existing
-    return _assign(session, study, params, rng or random.SystemRandom())
-
-
-def _assign(session: Session, study: Study, params: EntryParams, rng: random.Random) -> Participant:
-    counts = condition_counts(session, study)
-    open_ = [c for c in counts if c.filled < c.target]
-    if not open_:
-        raise StudyUnavailable(
-            "This study has all the participants it needs. Thank you for your interest. "
-            "Please return the study on Prolific.",
-            reason="full",
-        )
-    least = min(c.filled for c in open_)
-    code = rng.choice(sorted(c.code for c in open_ if c.filled == least))
-    condition = next(c for c in study.conditions if c.code == code)
-
-    now = utcnow()
-    participant = Participant(
-        study_id=study.id,
-        condition_id=condition.id,
-        token=new_token(),
-        prolific_pid=params.pid,
-        prolific_study_id=params.study_id,
-        prolific_session_id=params.session_id,
-        status=ParticipantStatus.ACTIVE,
-        stage=Stage.CONSENT,
-        position=0,
-        attention_failures=0,
-        started_at=now,
-        last_seen_at=now,
-    )
-    session.add(participant)
-    session.flush()
-    stimulus_ids = _choose_stimuli(session, study, condition, rng)
-    attention = set((study.attention or {}).get("positions", []))
-    total = len(stimulus_ids) + len(attention)
-    it = iter(stimulus_ids)
-    trials = []
-    for pos in range(total):
-        if pos in attention:
-            trials.append(
-                {
-                    "participant_id": participant.id,
-                    "position": pos,
-                    "stimulus_id": None,
-                    "kind": "attention",
-                    "expected_label": rng.randrange(10),
-                }
-            )
-        else:
-            trials.append(
-                {
-                    "participant_id": participant.id,
-                    "position": pos,
-                    "stimulus_id": next(it),
-                    "kind": "stimulus",
-                    "expected_label": None,
-                }
-            )
-    session.execute(insert(Trial), trials)
-    return participant
-
-
-def _choose_stimuli(session: Session, study: Study, condition: Condition, rng: random.Random) -> list[int]:
-    """Least-shown first (random among ties), then shuffled: evens out exposure across the pool."""
-    shown = (
-        select(Trial.stimulus_id, func.count().label("n"))
-        .join(Participant, Participant.id == Trial.participant_id)
-        .where(
-            Participant.condition_id == condition.id,
-            Participant.status.in_([ParticipantStatus.ACTIVE, ParticipantStatus.COMPLETED]),
-        )
-        .group_by(Trial.stimulus_id)
-        .subquery()
-    )
-    rows = session.execute(
-        select(Stimulus.id, func.coalesce(shown.c.n, 0))
-        .join(shown, shown.c.stimulus_id == Stimulus.id, isouter=True)
-        .where(Stimulus.condition_id == condition.id)
-    ).all()
-    need = study.trials_per_participant
-    if len(rows) < need:
-        raise StudyUnavailable("This study is not ready yet. Please return the study on Prolific.", reason="not-ready")
-    keyed = sorted(rows, key=lambda r: (r[1], rng.random()))
-    chosen = [r[0] for r in keyed[:need]]
-    rng.shuffle(chosen)
-    return chosen
-
-
-# --- the page state machine -------------------------------------------------------------------
-#
-# The hot path (a page view, an answer) runs on a plain Core connection: one SELECT that joins the participant,
-# the current trial and its stimulus, then at most two conditional UPDATEs. Page views run in autocommit
-# (each UPDATE is a single statement, atomic on its own); an answer's two UPDATEs share one transaction.
-
+# Everything here runs on plain Core connections (no ORM session): the participant's path is the hot path.
 P: Table = Participant.__table__  # type: ignore[assignment]
 T: Table = Trial.__table__  # type: ignore[assignment]
 S: Table = Stimulus.__table__  # type: ignore[assignment]
 ST: Table = Study.__table__  # type: ignore[assignment]
+C: Table = Condition.__table__  # type: ignore[assignment]
 
 _TRIALS = Stage.TRIALS.value
 _ACTIVE = ParticipantStatus.ACTIVE.value
@@ -187,6 +56,184 @@ _NOT_FOUND = "This page does not exist. Please open the study again from Prolifi
 # Study rows change rarely (texts, labels); page views read them from a per-process cache this many seconds old
 # at most. Entry and assignment always read the study from the database.
 STUDY_CACHE_TTL_S = 10.0
+
+
+def _autocommit(engine: Engine) -> Connection:
+    """A connection whose statements each commit on their own (no BEGIN/COMMIT round trips)."""
+    return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+
+# --- entry and assignment -----------------------------------------------------------------------
+#
+# Assignment is serialised per study by a row lock: `UPDATE studies SET assignment_seq = assignment_seq + 1`
+# takes PostgreSQL's row lock and SQLite's writer lock, held until commit, so several server processes never
+# over-fill a condition. To keep that lock short, the decision is prepared before it: one statement reads the
+# per-condition counts, the study's assignment_seq and any participant with this PID (one snapshot), and the
+# condition and stimuli are chosen from it. The lock's UPDATE returns the new assignment_seq: if it is the one
+# read plus one, no assignment happened in between and the decision stands (the lock is then held only for the
+# two INSERTs). Otherwise everything is read and decided again under the lock.
+
+_STUDY_FOR_ENTRY = select(
+    ST.c.id, ST.c.status, ST.c.trials_per_participant, ST.c.attention, ST.c.timeout_minutes
+).where(ST.c.slug == bindparam("slug"))
+_LOCK = (
+    update(ST)
+    .where(ST.c.id == bindparam("b_id"))
+    .values(assignment_seq=ST.c.assignment_seq + 1)
+    .returning(ST.c.assignment_seq)
+)
+
+
+def _entry_state(conn: Connection, study_id: int, pid: str, cutoff: dt.datetime) -> tuple[int, str | None, list]:
+    """(assignment_seq, token of this PID's participant or None, [(condition id, code, target, filled)])."""
+    active = P.c.status == _ACTIVE
+    filled = func.count(
+        case(((active & (P.c.last_seen_at >= cutoff)) | (P.c.status == ParticipantStatus.COMPLETED.value), 1))
+    )
+    existing = select(P.c.token).where(P.c.study_id == study_id, P.c.prolific_pid == pid).scalar_subquery()
+    seq = select(ST.c.assignment_seq).where(ST.c.id == study_id).scalar_subquery()
+    rows = conn.execute(
+        select(C.c.id, C.c.code, C.c.target, filled, seq, existing)
+        .select_from(C.outerjoin(P, P.c.condition_id == C.c.id))
+        .where(C.c.study_id == study_id)
+        .group_by(C.c.id, C.c.code, C.c.target)
+        .order_by(C.c.id)
+    ).all()
+    if not rows:
+        return 0, None, []
+    return rows[0][4], rows[0][5], [tuple(r[:4]) for r in rows]
+
+
+def _shown_counts(conn: Connection, condition_id: int) -> list[tuple[int, int]]:
+    """[(stimulus id, times given to active or completed participants)] for one condition's pool."""
+    shown = (
+        select(T.c.stimulus_id, func.count().label("n"))
+        .select_from(T.join(P, P.c.id == T.c.participant_id))
+        .where(
+            P.c.condition_id == condition_id,
+            P.c.status.in_([_ACTIVE, ParticipantStatus.COMPLETED.value]),
+        )
+        .group_by(T.c.stimulus_id)
+        .subquery()
+    )
+    rows = conn.execute(
+        select(S.c.id, func.coalesce(shown.c.n, 0))
+        .select_from(S.outerjoin(shown, shown.c.stimulus_id == S.c.id))
+        .where(S.c.condition_id == condition_id)
+    ).all()
+    return [(r[0], r[1]) for r in rows]
+
+
+@dataclass
+class _Decision:
+    condition_id: int
+    trials: list[dict[str, Any]]  # without participant_id
+
+
+def _decide(conn: Connection, study: Any, counts: list, rng: random.Random) -> _Decision:
+    """Least-filled open condition (random tie-break), then its least-shown stimuli in random order."""
+    open_ = [c for c in counts if c[3] < c[2]]
+    if not open_:
+        raise StudyUnavailable(
+            "This study has all the participants it needs. Thank you for your interest. "
+            "Please return the study on Prolific.",
+            reason="full",
+        )
+    least = min(c[3] for c in open_)
+    code = rng.choice(sorted(c[1] for c in open_ if c[3] == least))
+    condition_id = next(c[0] for c in open_ if c[1] == code)
+    rows = _shown_counts(conn, condition_id)
+    need = study.trials_per_participant
+    if len(rows) < need:
+        raise StudyUnavailable("This study is not ready yet. Please return the study on Prolific.", reason="not-ready")
+    keyed = sorted(rows, key=lambda r: (r[1], rng.random()))  # least-shown first, random among ties
+    chosen = [r[0] for r in keyed[:need]]
+    rng.shuffle(chosen)
+    attention = set((study.attention or {}).get("positions", []))
+    it = iter(chosen)
+    trials = []
+    for pos in range(len(chosen) + len(attention)):
+        if pos in attention:
+            trials.append(
+                {"position": pos, "stimulus_id": None, "kind": "attention", "expected_label": rng.randrange(10)}
+            )
+        else:
+            trials.append({"position": pos, "stimulus_id": next(it), "kind": "stimulus", "expected_label": None})
+    return _Decision(condition_id, trials)
+
+
+def _not_active(engine: Engine, study_id: int) -> StudyUnavailable:
+    from app.jobs.service import unfinished_jobs
+
+    with Session(engine) as session:
+        study = session.get(Study, study_id)
+        if study is not None and study.status == StudyStatus.DRAFT and unfinished_jobs(session, study):
+            return StudyUnavailable(
+                "This study's images are still being prepared. Please try this link again in a few minutes.",
+                reason="preparing",
+            )
+    return StudyUnavailable(
+        "This study is not accepting participants at the moment. Thank you for your interest. "
+        "Please return the study on Prolific.",
+        reason="closed",
+    )
+
+
+def enter(engine: Engine, slug: str, params: EntryParams, rng: random.Random | None = None) -> str:
+    """The token of this PID's participant, assigning a new one if needed. Raises if the study can't take them."""
+    rng = rng or random.SystemRandom()
+    with _autocommit(engine) as conn:  # the reads that prepare the decision: no transaction needed
+        study = conn.execute(_STUDY_FOR_ENTRY, {"slug": slug}).first()
+        if study is None:
+            raise NotFound(
+                "There is no study at this address. Please check the link you were given.", title="Study not found"
+            )
+        cutoff = utcnow() - dt.timedelta(minutes=study.timeout_minutes)
+        seq, existing, counts = _entry_state(conn, study.id, params.pid, cutoff)
+        if existing is not None:
+            return str(existing)  # the same PID again: resume, never a second assignment
+        if study.status != StudyStatus.ACTIVE:
+            raise _not_active(engine, study.id)
+        decision = _decide(conn, study, counts, rng)
+
+    with engine.connect() as conn:
+        locked_seq = conn.execute(_LOCK, {"b_id": study.id}).scalar_one()  # takes the study's lock
+        if locked_seq != seq + 1:  # someone was assigned since: decide again, now under the lock
+            _seq, existing, counts = _entry_state(conn, study.id, params.pid, cutoff)
+            if existing is not None:
+                conn.rollback()
+                return str(existing)
+            decision = _decide(conn, study, counts, rng)
+        now = utcnow()
+        token = new_token()
+        participant_id = conn.execute(
+            insert(P)
+            .values(
+                study_id=study.id,
+                condition_id=decision.condition_id,
+                token=token,
+                prolific_pid=params.pid,
+                prolific_study_id=params.study_id,
+                prolific_session_id=params.session_id,
+                status=_ACTIVE,
+                stage=Stage.CONSENT.value,
+                position=0,
+                attention_failures=0,
+                started_at=now,
+                last_seen_at=now,
+            )
+            .returning(P.c.id)
+        ).scalar_one()
+        conn.execute(insert(T), [{"participant_id": participant_id, **t} for t in decision.trials])
+        conn.commit()
+        return token
+
+
+# --- the page state machine -------------------------------------------------------------------
+#
+# A page view is one SELECT that joins the participant, the current trial and its stimulus, then at most two
+# conditional UPDATEs, in autocommit (each UPDATE is a single statement, atomic on its own). An answer is that
+# SELECT plus two UPDATEs in one transaction.
 
 
 @dataclass(frozen=True)
@@ -333,12 +380,102 @@ _STORE_ANSWER = (
 )
 
 
+# PostgreSQL: a page view and an answer are one statement each (data-modifying CTEs), so a request makes one
+# round trip after the answer's SELECT. On a busy machine each round trip waits for the scheduler twice.
+_NOW = P.c.last_seen_at.type
+_p = (
+    select(P.c.id, P.c.study_id, P.c.stage, P.c.status, P.c.position, P.c.last_seen_at)
+    .where(P.c.token == bindparam("b_token"))  # not "token": a parameter named like a column joins the UPDATEs' SET
+    .cte("p")
+)
+_t2 = T.alias("t2")
+_PAGE_PG = (
+    select(
+        _p.c.id,
+        _p.c.study_id,
+        _p.c.stage,
+        _p.c.status,
+        _p.c.position,
+        _p.c.last_seen_at,
+        T.c.id.label("trial_id"),
+        T.c.kind,
+        T.c.expected_label,
+        T.c.shown_at,
+        S.c.public_id,
+        S.c.width,
+        S.c.height,
+        case(
+            (
+                _p.c.stage == _TRIALS,
+                select(func.count())
+                .select_from(_t2)
+                .where(_t2.c.participant_id == _p.c.id)
+                .correlate(_p)
+                .scalar_subquery(),
+            ),
+            else_=None,
+        ).label("total"),
+    )
+    .select_from(
+        _p.outerjoin(
+            T, and_(_p.c.stage == _TRIALS, T.c.participant_id == _p.c.id, T.c.position == _p.c.position)
+        ).outerjoin(S, S.c.id == T.c.stimulus_id)
+    )
+    # mark the current trial shown (once), and refresh last_seen_at when it is older than TOUCH_INTERVAL_S
+    .add_cte(
+        update(T)
+        .where(
+            T.c.participant_id == _p.c.id,
+            T.c.position == _p.c.position,
+            _p.c.stage == _TRIALS,
+            T.c.shown_at.is_(None),
+        )
+        .values(shown_at=bindparam("b_now", type_=_NOW))
+        .returning(T.c.id)
+        .cte("shown")
+    )
+    .add_cte(
+        update(P)
+        .where(
+            P.c.id == _p.c.id,
+            _p.c.stage != Stage.DONE.value,
+            _p.c.last_seen_at < bindparam("b_touch_before", type_=_NOW),
+        )
+        .values(last_seen_at=bindparam("b_now", type_=_NOW))
+        .returning(P.c.id)
+        .cte("touch")
+    )
+)
+_adv = _ADVANCE_TRIAL.returning(P.c.id).cte("adv")
+_ans = (
+    update(T)
+    .where(T.c.id == bindparam("b_tid"), T.c.answered_at.is_(None), exists(select(_adv.c.id)))
+    .values(
+        response_label=bindparam("b_label", type_=T.c.response_label.type),
+        confidence=bindparam("b_conf", type_=T.c.confidence.type),
+        rt_ms=bindparam("b_rt", type_=T.c.rt_ms.type),
+        answered_at=bindparam("b_now", type_=_NOW),
+        shown_at=func.coalesce(T.c.shown_at, bindparam("b_now", type_=_NOW)),
+    )
+    .returning(T.c.id)
+    .cte("ans")
+)
+# Both UPDATEs in one statement: atomic without a transaction block. "advanced" is 0 when the form was stale.
+_ANSWER_PG = select(select(func.count()).select_from(_adv).scalar_subquery().label("advanced"))
+_ANSWER_PG = _ANSWER_PG.add_cte(_ans)
+
+
 def current_page(engine: Engine, studies: StudyCache, token: str) -> PageState:
     """The participant's current page. Marks the trial shown (once) and refreshes last_seen_at (at most every
-    TOUCH_INTERVAL_S), each with a single conditional UPDATE."""
+    TOUCH_INTERVAL_S), each with a single conditional UPDATE (on PostgreSQL all in the page's one statement)."""
     now = utcnow()
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        r = conn.execute(_PAGE, {"token": token}).first()
+    pg = engine.dialect.name == "postgresql"
+    with _autocommit(engine) as conn:
+        if pg:
+            params = {"b_token": token, "b_now": now, "b_touch_before": now - dt.timedelta(seconds=TOUCH_INTERVAL_S)}
+            r = conn.execute(_PAGE_PG, params).first()
+        else:
+            r = conn.execute(_PAGE, {"token": token}).first()
         if r is None:
             raise NotFound(_NOT_FOUND, title="Page not found")
         state = PageState(stage=r.stage, status=r.status, study=studies.get(conn, r.study_id))
@@ -350,9 +487,9 @@ def current_page(engine: Engine, studies: StudyCache, token: str) -> PageState:
             if r.public_id is not None:
                 state.stimulus_public_id = r.public_id
                 state.stimulus_size = (r.width, r.height)
-            if r.shown_at is None:
+            if r.shown_at is None and not pg:
                 conn.execute(_SHOWN, {"b_id": r.trial_id, "b_now": now})
-        if r.stage != Stage.DONE and (now - _aware(r.last_seen_at)).total_seconds() > TOUCH_INTERVAL_S:
+        if not pg and r.stage != Stage.DONE and (now - _aware(r.last_seen_at)).total_seconds() > TOUCH_INTERVAL_S:
             conn.execute(_TOUCH, {"b_id": r.id, "b_now": now})
     return state
 
@@ -384,7 +521,7 @@ def _stage_of(conn: Connection, token: str) -> str:
 
 
 def submit_consent(engine: Engine, token: str, answer: str | None) -> None:
-    with engine.begin() as conn:
+    with _autocommit(engine) as conn:
         if answer not in ("yes", "no"):
             if _stage_of(conn, token) != Stage.CONSENT:
                 raise WrongPage()
@@ -403,7 +540,7 @@ def submit_consent(engine: Engine, token: str, answer: str | None) -> None:
 
 
 def submit_instructions(engine: Engine, token: str) -> None:
-    with engine.begin() as conn:
+    with _autocommit(engine) as conn:
         done = conn.execute(
             update(P)
             .where(P.c.token == token, P.c.stage == Stage.INSTRUCTIONS.value)
@@ -450,7 +587,9 @@ def submit_trial(
     confidence: str | None,
     rt_ms: str | None,
 ) -> None:
-    with engine.begin() as conn:
+    pg = engine.dialect.name == "postgresql"
+    # PostgreSQL: the SELECT, then both UPDATEs in one statement (autocommit). SQLite: one transaction.
+    with _autocommit(engine) if pg else engine.begin() as conn:
         r = conn.execute(_ANSWER, {"token": token, "position": position}).first()
         if r is None:
             raise NotFound(_NOT_FOUND, title="Page not found")
@@ -472,21 +611,22 @@ def submit_trial(
             raise BadRequest("This trial does not exist.")
         last = position + 1 >= (r.total or 0)
         failed = r.kind == "attention" and lab != r.expected_label
-        now = utcnow()
-        advanced = conn.execute(
-            _ADVANCE_TRIAL,
-            {
-                "b_id": r.id,
-                "b_pos": position,
-                "b_next": position + 1,
-                "b_stage": Stage.DEMOGRAPHICS.value if last else _TRIALS,
-                "b_fail": 1 if failed else 0,
-                "b_now": now,
-            },
-        ).rowcount
-        if advanced != 1:
+        params = {
+            "b_id": r.id,
+            "b_pos": position,
+            "b_next": position + 1,
+            "b_stage": Stage.DEMOGRAPHICS.value if last else _TRIALS,
+            "b_fail": 1 if failed else 0,
+            "b_now": utcnow(),
+        }
+        answer = {"b_label": lab, "b_conf": conf, "b_rt": rt}
+        if pg:
+            if conn.execute(_ANSWER_PG, {**params, **answer, "b_tid": r.trial_id}).scalar_one() != 1:
+                raise WrongPage()
+            return
+        if conn.execute(_ADVANCE_TRIAL, params).rowcount != 1:
             raise WrongPage()
-        conn.execute(_STORE_ANSWER, {"b_id": r.trial_id, "b_label": lab, "b_conf": conf, "b_rt": rt, "b_now": now})
+        conn.execute(_STORE_ANSWER, {**answer, "b_id": r.trial_id, "b_now": params["b_now"]})
 
 
 _DEMOGRAPHICS = select(P.c.id, P.c.study_id, P.c.stage, P.c.attention_failures).where(P.c.token == bindparam("token"))
@@ -501,7 +641,7 @@ def submit_demographics(
     student: str | None,
     employment: str | None,
 ) -> None:
-    with engine.begin() as conn:
+    with _autocommit(engine) as conn:
         r = conn.execute(_DEMOGRAPHICS, {"token": token}).first()
         if r is None:
             raise NotFound(_NOT_FOUND, title="Page not found")

@@ -278,3 +278,22 @@ def test_attention_checks_flag_only_after_two_failures(client, db, make_study, n
 
     assert run(new_pid(), 1).endswith("cc=CDONE1")
     assert run(new_pid(), 2).endswith("cc=CFAILED")
+
+
+def test_every_demographics_option_is_stored_on_both_backends(client, db, make_study, new_pid):
+    """Each offered option fits its column (PostgreSQL enforces lengths; SQLite does not)."""
+    from app.participants.service import EMPLOYMENT, GENDERS, STUDENT
+
+    slug = make_study(db, trials=1, pool=3, target=50)
+    n = max(len(GENDERS), len(STUDENT), len(EMPLOYMENT))
+    for i in range(n):
+        g, st, e = GENDERS[i % len(GENDERS)], STUDENT[i % len(STUDENT)], EMPLOYMENT[i % len(EMPLOYMENT)]
+        url = walk_to_trials(client, slug, new_pid())
+        _, action = answer_form(client, url)
+        client.post(action, data={"label": "1", "confidence": "1"})
+        r = client.post(f"{url}/demographics", data={"age": "44", "gender": g, "student": st, "employment": e})
+        assert r.status_code == 303, (g, st, e, r.status_code)
+    with db.session() as s:
+        rows = s.execute(select(Participant.gender, Participant.student, Participant.employment)).all()
+        assert {r[1] for r in rows} == set(STUDENT) and {r[2] for r in rows} == set(EMPLOYMENT)
+        assert {r[0] for r in rows} == set(GENDERS)
