@@ -188,3 +188,28 @@ def new_pid():  # type: ignore[no-untyped-def]
 @pytest.fixture
 def toml_for():  # type: ignore[no-untyped-def]
     return study_toml
+
+
+def _wait_http_up(proc, base: str, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
+    """Poll GET {base}/healthz until it answers 200; fail with the server's output if it exits or times out."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/healthz", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+            raise RuntimeError(f"server {base} did not start:\n{out[-2000:]}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def wait_http_up():  # type: ignore[no-untyped-def]
+    """wait_http_up(proc, base, timeout=60): block until a server subprocess answers /healthz."""
+    return _wait_http_up

@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,7 +69,7 @@ def _digits(n: int) -> tuple[np.ndarray, np.ndarray, str]:
 
 
 @pytest.fixture
-def server(tmp_path: Path, toml_for) -> Iterator[tuple[str, Database, str]]:  # type: ignore[no-untyped-def]
+def server(tmp_path: Path, toml_for, wait_http_up) -> Iterator[tuple[str, Database, str]]:  # type: ignore[no-untyped-def]
     """(base URL, Database, source of the digits) for a live uvicorn on a migrated SQLite file."""
     from app.stimuli.service import add_stimulus
     from app.studies.service import activate_study, create_study
@@ -99,18 +98,10 @@ def server(tmp_path: Path, toml_for) -> Iterator[tuple[str, Database, str]]:  # 
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/healthz", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-                pytest.fail(f"the server did not start:\n{out[-2000:]}")
-            time.sleep(0.1)
+        try:
+            wait_http_up(proc, base, 30)
+        except RuntimeError as exc:
+            pytest.fail(str(exc))
         yield base, db, source
     finally:
         proc.terminate()

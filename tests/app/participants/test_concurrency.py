@@ -13,8 +13,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -56,24 +54,9 @@ def _start_server(url: str) -> tuple[subprocess.Popen[bytes], str]:
     return proc, f"http://127.0.0.1:{port}"
 
 
-def _wait_up(proc: subprocess.Popen[bytes], base: str) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/healthz", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-            raise RuntimeError(f"server {base} did not start:\n{out[-2000:]}")
-        time.sleep(0.1)
-
-
 @pytest.fixture(scope="module", params=BACKENDS)
 def servers(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, wait_http_up
 ) -> Iterator[tuple[Database, list[str]]]:
     """A fresh migrated database and two server processes on it: (Database, [base URL, base URL])."""
     backend = request.param
@@ -92,7 +75,7 @@ def servers(
     procs = [_start_server(url) for _ in range(2)]
     try:
         for proc, base in procs:
-            _wait_up(proc, base)
+            wait_http_up(proc, base)
         yield db, [base for _, base in procs]
     finally:
         for proc, _ in procs:
