@@ -30,6 +30,7 @@ from PIL import Image
 from workers.attacks import attack_for
 from workers.budgets import Budget, budget_ok
 from workers.metrics import image_metrics
+from workers.nets.wrapper import images_to_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -92,15 +93,6 @@ def check_study(dataset: str, norm: str) -> None:
         raise ValueError("the L0 study runs on MNIST (JSMA and the digit-copying CAP are defined for grey digits)")
 
 
-def _to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    a = torch.from_numpy(np.ascontiguousarray(images))
-    if a.dim() == 3:
-        a = a.unsqueeze(1)
-    else:
-        a = a.permute(0, 3, 1, 2)
-    return a.to(device=device, dtype=torch.float32) / 255.0
-
-
 def _to_numpy_image(t: torch.Tensor) -> np.ndarray:
     a = t.detach().cpu()
     if a.shape[0] == 1:
@@ -119,7 +111,7 @@ def _predict_u8(
     model: torch.nn.Module, images_u8: list[np.ndarray], device: torch.device
 ) -> tuple[np.ndarray, np.ndarray]:
     """Prediction and confidence (softmax max) of ``model`` on 8-bit images, exactly as stored."""
-    x = _to_tensor(np.stack(images_u8), device)
+    x = images_to_tensor(np.stack(images_u8), device)
     p = torch.softmax(model(x).float(), dim=1)
     conf, pred = p.max(1)
     return pred.cpu().numpy(), conf.cpu().numpy()
@@ -174,7 +166,7 @@ def generate(
     base: dict[str, Any] = dict.fromkeys(METRIC_COLUMNS)
     base.update({"seed": int(seed), "model_id": mid, "norm": norm, "budget": budget.describe()})
 
-    x = _to_tensor(images, dev)
+    x = images_to_tensor(images, dev)
     y = torch.from_numpy(labels_arr).to(dev)
     generator = torch.Generator().manual_seed(int(seed))
     t0 = time.perf_counter()
@@ -287,7 +279,7 @@ def choose_benign(
     for s in range(0, len(order), batch_size):
         idx = order[s : s + batch_size]
         with torch.no_grad():
-            pred = model(_to_tensor(images[idx], device)).argmax(1).cpu().numpy()
+            pred = model(images_to_tensor(images[idx], device)).argmax(1).cpu().numpy()
         chosen.extend(int(i) for i in idx[pred == labels[idx]])
         if len(chosen) >= n:
             return np.asarray(chosen[:n], dtype=np.int64)

@@ -181,16 +181,16 @@ class Worker:
         # Only the automated L0 CAP search needs the independent judge model.
         needs_judge = payload["norm"] == "l0" and payload["condition"] == "CAP" and payload.get("second_model")
         second = self._model(payload["second_model"]) if needs_judge else None
-        from workers.engine import generate_batch
+        from workers.make import generate
 
-        results = generate_batch(
-            dataset=payload["dataset"],
-            norm=payload["norm"],
-            condition=payload["condition"],
-            images=images[todo],
-            labels=labels[todo],
-            image_indices=todo,
-            model=model,
+        results = generate(
+            payload["dataset"],
+            payload["norm"],
+            payload["condition"],
+            images[todo],
+            labels[todo],
+            todo,
+            model,
             second_model=second,
             # Every batch draws its own random numbers, reproducibly; the seed used is stored per stimulus.
             seed=int(payload["seed"]) * 100003 + int(payload["batch"]),
@@ -219,7 +219,8 @@ class Worker:
             for r in results:
                 idx = int(r["image_index"])
                 if not r["success"]:
-                    summary["failed"].append({"image_index": idx, "reason": r.get("reason", "attack failed")})
+                    reason = r["metrics"].get("note") or "attack failed"
+                    summary["failed"].append({"image_index": idx, "reason": reason})
                     continue
                 if idx in have:
                     summary["skipped"].append(idx)
@@ -272,23 +273,21 @@ class Worker:
         """
         key = (payload["dataset"], model.model_id, int(payload["seed"]), int(payload["images"]))
         with self.caches.lock:
-            if key in self.caches.candidates:
-                return self.caches.candidates[key]
-        from workers.engine import predict
+            if key not in self.caches.candidates:
+                import torch
 
-        order = np.random.default_rng(int(payload["seed"])).permutation(len(labels))
-        chosen: list[int] = []
-        chunk = 512
-        for s in range(0, len(order), chunk):
-            idx = order[s : s + chunk]
-            pred = predict(model, images[idx], self.device)
-            chosen += [int(i) for i, p in zip(idx, pred, strict=True) if int(p) == int(labels[i])]
-            if len(chosen) >= payload["images"]:
-                break
-        chosen = chosen[: payload["images"]]
-        with self.caches.lock:
-            self.caches.candidates[key] = chosen
-        return chosen
+                from workers.make import choose_benign
+
+                idx = choose_benign(
+                    model,
+                    images,
+                    labels.astype(np.int64),
+                    int(payload["images"]),
+                    int(payload["seed"]),
+                    torch.device(self.device),
+                )
+                self.caches.candidates[key] = [int(i) for i in idx]
+            return self.caches.candidates[key]
 
     def _register_model(self, session: Session, model: Any, spec: str, dataset: str) -> None:
         values = {

@@ -21,7 +21,6 @@ from app.errors import BadRequest, NotFound, StudyUnavailable
 from app.models import Condition, Participant, ParticipantStatus, Stage, Stimulus, Study, StudyStatus, Trial
 from app.models.base import utcnow
 from app.prolific import EntryParams
-from app.studies.service import timeout_cutoff
 
 GENDERS = ("female", "male", "non-binary", "other", "prefer-not-to-say")
 STUDENT = ("yes", "no", "prefer-not-to-say")
@@ -681,7 +680,3 @@ def completion_code(status: str, study: StudyView | Study) -> str:
         ParticipantStatus.NO_CONSENT: study.code_no_consent,
         ParticipantStatus.FAILED_ATTENTION: study.code_failed_attention,
     }.get(ParticipantStatus(status), study.code_completed)
-
-
-def is_timed_out(p: Participant, study: Study) -> bool:
-    return p.status == ParticipantStatus.ACTIVE and _aware(p.last_seen_at) < timeout_cutoff(study)
