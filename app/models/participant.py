@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import Base, utcnow
@@ -48,6 +49,21 @@ class Participant(Base):
     gender: Mapped[str | None] = mapped_column(String(32))
     student: Mapped[str | None] = mapped_column(String(32))
     employment: Mapped[str | None] = mapped_column(String(32))
+    # Test participants (admin previews, `lpstudy bots` pilots) never count toward targets, exports or analysis.
+    # test_kind says which: "preview" or "bot"; NULL for a real participant.
+    is_test: Mapped[bool] = mapped_column(default=False, server_default=false())
+    test_kind: Mapped[str | None] = mapped_column(String(16))
+    # Viewing conditions reported by the browser (CSS pixels unless named otherwise); NULL until reported.
+    device_pixel_ratio: Mapped[float | None]
+    viewport_w: Mapped[int | None]
+    viewport_h: Mapped[int | None]
+    screen_w: Mapped[int | None]
+    screen_h: Mapped[int | None]
+    # Rendered size of the first image at each display scale: {"1": [w, h], "2": [w, h], ...} in CSS pixels.
+    rendered_sizes: Mapped[dict[str, Any] | None]
+    touch: Mapped[bool | None]
+    ua_browser: Mapped[str | None] = mapped_column(String(32))
+    ua_os: Mapped[str | None] = mapped_column(String(32))
 
     trials: Mapped[list[Trial]] = relationship(order_by="Trial.position", passive_deletes=True)
 
