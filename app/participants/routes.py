@@ -18,7 +18,8 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from app.models import Stage
-from app.participants import service
+from app.participants import answers, assignment, pages
+from app.participants.study_cache import StudyCache
 from app.prolific import completion_url, parse_entry_params
 from app.web import render
 
@@ -46,7 +47,7 @@ class _Hot:
     def __init__(self, request: Request) -> None:
         self.db = request.app.state.db
         self.engine = self.db.engine
-        self.studies = service.StudyCache()
+        self.studies = StudyCache()
         size = max(2, self.db.settings.db_pool_size - ENTRY_CONCURRENCY)
         self.pages = anyio.CapacityLimiter(size)
         self.entries = anyio.CapacityLimiter(ENTRY_CONCURRENCY)
@@ -76,14 +77,14 @@ async def entry(
 ) -> Response:
     params = parse_entry_params(PROLIFIC_PID, STUDY_ID, SESSION_ID)
     hot = _hot(request)
-    token = await anyio.to_thread.run_sync(service.enter, hot.engine, slug, params, limiter=hot.entries)
+    token = await anyio.to_thread.run_sync(assignment.enter, hot.engine, slug, params, limiter=hot.entries)
     return _to_page(token)
 
 
 @router.get("/p/{token}")
 async def page(request: Request, token: str) -> Response:
     hot = _hot(request)
-    state = await hot.run(service.current_page, hot.engine, hot.studies, token)
+    state = await hot.run(pages.current_page, hot.engine, hot.studies, token)
     study = state.study
     ctx: dict[str, Any] = {"token": token, "study": study}
     if state.stage == Stage.CONSENT:
@@ -108,12 +109,12 @@ async def page(request: Request, token: str) -> Response:
         return render(
             request,
             "participant/demographics.html",
-            genders=service.GENDERS,
-            students=service.STUDENT,
-            employments=service.EMPLOYMENT,
+            genders=answers.GENDERS,
+            students=answers.STUDENT,
+            employments=answers.EMPLOYMENT,
             **ctx,
         )
-    code = service.completion_code(state.status, study)
+    code = pages.completion_code(state.status, study)
     url = completion_url(request.app.state.settings.prolific_complete_url, code)
     return render(request, "participant/done.html", status=state.status, code=code, url=url, **ctx)
 
@@ -121,19 +122,19 @@ async def page(request: Request, token: str) -> Response:
 async def _submit(request: Request, token: str, fn: Callable[..., None], *args: Any) -> Response:
     try:
         await _hot(request).run(fn, *args)
-    except service.WrongPage:
+    except answers.WrongPage:
         pass  # an earlier or later page's form: nothing was stored, show the current page
     return _to_page(token)
 
 
 @router.post("/p/{token}/consent")
 async def consent(request: Request, token: str, consent: str | None = Form(None)) -> Response:
-    return await _submit(request, token, service.submit_consent, _hot(request).engine, token, consent)
+    return await _submit(request, token, answers.submit_consent, _hot(request).engine, token, consent)
 
 
 @router.post("/p/{token}/instructions")
 async def instructions(request: Request, token: str) -> Response:
-    return await _submit(request, token, service.submit_instructions, _hot(request).engine, token)
+    return await _submit(request, token, answers.submit_instructions, _hot(request).engine, token)
 
 
 @router.post("/p/{token}/trial/{position}")
@@ -147,7 +148,7 @@ async def trial(
 ) -> Response:
     hot = _hot(request)
     return await _submit(
-        request, token, service.submit_trial, hot.engine, hot.studies, token, position, label, confidence, rt_ms
+        request, token, answers.submit_trial, hot.engine, hot.studies, token, position, label, confidence, rt_ms
     )
 
 
@@ -162,5 +163,5 @@ async def demographics(
 ) -> Response:
     hot = _hot(request)
     return await _submit(
-        request, token, service.submit_demographics, hot.engine, hot.studies, token, age, gender, student, employment
+        request, token, answers.submit_demographics, hot.engine, hot.studies, token, age, gender, student, employment
     )

@@ -282,7 +282,7 @@ def test_attention_checks_flag_only_after_two_failures(client, db, make_study, n
 
 def test_every_demographics_option_is_stored_on_both_backends(client, db, make_study, new_pid):
     """Each offered option fits its column (PostgreSQL enforces lengths; SQLite does not)."""
-    from app.participants.service import EMPLOYMENT, GENDERS, STUDENT
+    from app.participants.answers import EMPLOYMENT, GENDERS, STUDENT
 
     slug = make_study(db, trials=1, pool=3, target=50)
     n = max(len(GENDERS), len(STUDENT), len(EMPLOYMENT))

@@ -1,0 +1,185 @@
+"""Answers: every POST of the participant's path moves them with a conditional UPDATE.
+
+`UPDATE participants SET ... WHERE id = :p AND stage = :expected [AND position = :expected]`: if no row matched
+(a double submit, the back button, two tabs) the function raises `WrongPage` and the route shows the current
+page; nothing changes. A trial's answer is written with `WHERE answered_at IS NULL`, so it is stored exactly once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, Engine, update
+
+from app.errors import BadRequest, NotFound
+from app.models import ParticipantStatus, Stage
+from app.models.base import utcnow
+from app.participants import statements as q
+from app.participants.study_cache import StudyCache
+from app.participants.tables import NOT_FOUND, TRIALS, P, autocommit
+
+GENDERS = ("female", "male", "non-binary", "other", "prefer-not-to-say")
+STUDENT = ("yes", "no", "prefer-not-to-say")
+EMPLOYMENT = (
+    "full-time",
+    "part-time",
+    "unemployed",
+    "not-in-paid-work",
+    "student-only",
+    "other",
+    "prefer-not-to-say",
+)
+MAX_RT_MS = 6 * 3600 * 1000
+
+
+class WrongPage(Exception):
+    """The POST does not belong to the participant's current page: redirect to the current page."""
+
+
+def _advance(conn: Connection, where: Any, **values: Any) -> None:
+    """Conditional move: only applies if the participant is still where the form was shown."""
+    result = conn.execute(update(P).where(*where).values(last_seen_at=utcnow(), **values))
+    if result.rowcount != 1:
+        raise WrongPage()
+
+
+def _stage_of(conn: Connection, token: str) -> str:
+    stage = conn.execute(q.STAGE_OF, {"token": token}).scalar()
+    if stage is None:
+        raise NotFound(NOT_FOUND, title="Page not found")
+    return str(stage)
+
+
+def submit_consent(engine: Engine, token: str, answer: str | None) -> None:
+    with autocommit(engine) as conn:
+        if answer not in ("yes", "no"):
+            if _stage_of(conn, token) != Stage.CONSENT:
+                raise WrongPage()
+            raise BadRequest("Please choose whether you consent to take part.")
+        now = utcnow()
+        if answer == "yes":
+            values = {"stage": Stage.INSTRUCTIONS.value, "consented_at": now}
+        else:
+            values = {"stage": Stage.DONE.value, "status": ParticipantStatus.NO_CONSENT.value, "finished_at": now}
+        done = conn.execute(
+            update(P).where(P.c.token == token, P.c.stage == Stage.CONSENT.value).values(last_seen_at=now, **values)
+        ).rowcount
+        if done != 1:
+            _stage_of(conn, token)  # 404 for an unknown token
+            raise WrongPage()
+
+
+def submit_instructions(engine: Engine, token: str) -> None:
+    with autocommit(engine) as conn:
+        done = conn.execute(
+            update(P)
+            .where(P.c.token == token, P.c.stage == Stage.INSTRUCTIONS.value)
+            .values(stage=TRIALS, position=0, last_seen_at=utcnow())
+        ).rowcount
+        if done != 1:
+            _stage_of(conn, token)
+            raise WrongPage()
+
+
+def _int_in(value: str | None, lo: int, hi: int, what: str) -> int:
+    try:
+        n = int(str(value).strip())
+    except (TypeError, ValueError):
+        raise BadRequest(f"Please choose {what}.") from None
+    if not lo <= n <= hi:
+        raise BadRequest(f"The {what} you sent is not one of the options.")
+    return n
+
+
+def submit_trial(
+    engine: Engine,
+    studies: StudyCache,
+    token: str,
+    position: int,
+    label: str | None,
+    confidence: str | None,
+    rt_ms: str | None,
+) -> None:
+    pg = engine.dialect.name == "postgresql"
+    # PostgreSQL: the SELECT, then both UPDATEs in one statement (autocommit). SQLite: one transaction.
+    with autocommit(engine) if pg else engine.begin() as conn:
+        r = conn.execute(q.ANSWER, {"token": token, "position": position}).first()
+        if r is None:
+            raise NotFound(NOT_FOUND, title="Page not found")
+        if r.stage != TRIALS or position < r.position:
+            raise WrongPage()  # an earlier page (back button, double submit): nothing changes
+        if position > r.position:
+            raise BadRequest("This answer is not for the image you are being shown. Nothing was saved.")
+        study = studies.get(conn, r.study_id)
+        lab = _int_in(label, 0, len(study.labels) - 1, "a label")
+        conf = _int_in(confidence, 1, 5, "how confident you are")
+        rt: int | None = None
+        try:
+            rt = int(float(rt_ms)) if rt_ms not in (None, "") else None  # type: ignore[arg-type]
+        except (ValueError, OverflowError):
+            rt = None
+        if rt is not None and not 0 <= rt <= MAX_RT_MS:
+            rt = None
+        if r.trial_id is None:
+            raise BadRequest("This trial does not exist.")
+        last = position + 1 >= (r.total or 0)
+        failed = r.kind == "attention" and lab != r.expected_label
+        params = {
+            "b_id": r.id,
+            "b_pos": position,
+            "b_next": position + 1,
+            "b_stage": Stage.DEMOGRAPHICS.value if last else TRIALS,
+            "b_fail": 1 if failed else 0,
+            "b_now": utcnow(),
+        }
+        answer = {"b_label": lab, "b_conf": conf, "b_rt": rt}
+        if pg:
+            if conn.execute(q.ANSWER_PG, {**params, **answer, "b_tid": r.trial_id}).scalar_one() != 1:
+                raise WrongPage()
+            return
+        if conn.execute(q.ADVANCE_TRIAL, params).rowcount != 1:
+            raise WrongPage()
+        conn.execute(q.STORE_ANSWER, {**answer, "b_id": r.trial_id, "b_now": params["b_now"]})
+
+
+def submit_demographics(
+    engine: Engine,
+    studies: StudyCache,
+    token: str,
+    age: str | None,
+    gender: str | None,
+    student: str | None,
+    employment: str | None,
+) -> None:
+    with autocommit(engine) as conn:
+        r = conn.execute(q.DEMOGRAPHICS, {"token": token}).first()
+        if r is None:
+            raise NotFound(NOT_FOUND, title="Page not found")
+        if r.stage != Stage.DEMOGRAPHICS:
+            raise WrongPage()
+        age_n = _int_in(age, 18, 120, "your age (18 to 120)")
+        for value, allowed, what in (
+            (gender, GENDERS, "a gender option"),
+            (student, STUDENT, "whether you are a student"),
+            (employment, EMPLOYMENT, "an employment option"),
+        ):
+            if value not in allowed:
+                raise BadRequest(f"Please choose {what}.")
+        study = studies.get(conn, r.study_id)
+        threshold = (study.attention or {}).get("fail_threshold", 2)
+        status = (
+            ParticipantStatus.FAILED_ATTENTION
+            if study.attention and r.attention_failures >= threshold
+            else ParticipantStatus.COMPLETED
+        )
+        _advance(
+            conn,
+            (P.c.id == r.id, P.c.stage == Stage.DEMOGRAPHICS.value),
+            stage=Stage.DONE.value,
+            status=status.value,
+            finished_at=utcnow(),
+            age=age_n,
+            gender=gender,
+            student=student,
+            employment=employment,
+        )

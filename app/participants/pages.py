@@ -1,0 +1,73 @@
+"""The server decides the page: what a participant sees on `GET /p/{token}`, and their completion code."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from app.errors import NotFound
+from app.models import ParticipantStatus, Stage, Study
+from app.models.base import utcnow
+from app.participants import statements as q
+from app.participants.study_cache import StudyCache, StudyView
+from app.participants.tables import NOT_FOUND, TRIALS, autocommit, aware
+
+# last_seen_at is refreshed on a GET only when older than this, to keep page views read-only.
+TOUCH_INTERVAL_S = 30
+
+
+@dataclass(frozen=True)
+class TrialView:
+    position: int
+    kind: str
+    expected_label: int | None
+
+
+@dataclass
+class PageState:
+    stage: str
+    status: str
+    study: StudyView
+    trial: TrialView | None = None
+    stimulus_public_id: str | None = None
+    stimulus_size: tuple[int, int] | None = None
+    total_trials: int = 0
+
+
+def current_page(engine: Engine, studies: StudyCache, token: str) -> PageState:
+    """The participant's current page. Marks the trial shown (once) and refreshes last_seen_at (at most every
+    TOUCH_INTERVAL_S), each with a single conditional UPDATE (on PostgreSQL all in the page's one statement)."""
+    now = utcnow()
+    pg = engine.dialect.name == "postgresql"
+    with autocommit(engine) as conn:
+        if pg:
+            params = {"b_token": token, "b_now": now, "b_touch_before": now - dt.timedelta(seconds=TOUCH_INTERVAL_S)}
+            r = conn.execute(q.PAGE_PG, params).first()
+        else:
+            r = conn.execute(q.PAGE, {"token": token}).first()
+        if r is None:
+            raise NotFound(NOT_FOUND, title="Page not found")
+        state = PageState(stage=r.stage, status=r.status, study=studies.get(conn, r.study_id))
+        if r.stage == TRIALS:
+            if r.trial_id is None:
+                raise NotFound("This trial does not exist.")
+            state.total_trials = r.total or 0
+            state.trial = TrialView(r.position, r.kind, r.expected_label)
+            if r.public_id is not None:
+                state.stimulus_public_id = r.public_id
+                state.stimulus_size = (r.width, r.height)
+            if r.shown_at is None and not pg:
+                conn.execute(q.SHOWN, {"b_id": r.trial_id, "b_now": now})
+        if not pg and r.stage != Stage.DONE and (now - aware(r.last_seen_at)).total_seconds() > TOUCH_INTERVAL_S:
+            conn.execute(q.TOUCH, {"b_id": r.id, "b_now": now})
+    return state
+
+
+def completion_code(status: str, study: StudyView | Study) -> str:
+    return {
+        ParticipantStatus.COMPLETED: study.code_completed,
+        ParticipantStatus.NO_CONSENT: study.code_no_consent,
+        ParticipantStatus.FAILED_ATTENTION: study.code_failed_attention,
+    }.get(ParticipantStatus(status), study.code_completed)

@@ -1,0 +1,187 @@
+"""The prebuilt SQL of the page state machine, in its two dialects.
+
+A page view is one SELECT that joins the participant, the current trial and its stimulus, then at most two
+conditional UPDATEs, in autocommit (each UPDATE is a single statement, atomic on its own). An answer is that
+SELECT plus two UPDATEs in one transaction. On PostgreSQL both are single statements with data-modifying CTEs
+(`PAGE_PG`, `ANSWER_PG`). Statements are built once at import, so their SQL and cache keys are computed once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import and_, bindparam, case, exists, func, select, update
+
+from app.models import Stage
+from app.participants.tables import TRIALS, P, S, T
+
+
+def trial_count() -> Any:
+    t2 = T.alias("t2")
+    return select(func.count()).select_from(t2).where(t2.c.participant_id == P.c.id).correlate(P).scalar_subquery()
+
+
+# SQLite: the participant, the trial at their position and its stimulus, and (on trial pages) the number of
+# trials.
+PAGE = (
+    select(
+        P.c.id,
+        P.c.study_id,
+        P.c.stage,
+        P.c.status,
+        P.c.position,
+        P.c.last_seen_at,
+        T.c.id.label("trial_id"),
+        T.c.kind,
+        T.c.expected_label,
+        T.c.shown_at,
+        S.c.public_id,
+        S.c.width,
+        S.c.height,
+        case((P.c.stage == TRIALS, trial_count()), else_=None).label("total"),
+    )
+    .select_from(
+        P.outerjoin(
+            T, and_(P.c.stage == TRIALS, T.c.participant_id == P.c.id, T.c.position == P.c.position)
+        ).outerjoin(S, S.c.id == T.c.stimulus_id)
+    )
+    .where(P.c.token == bindparam("token"))
+)
+
+
+# SQLite: the page view's and the answer's UPDATEs as separate statements.
+TOUCH = (
+    update(P).where(P.c.id == bindparam("b_id")).values(last_seen_at=bindparam("b_now", type_=P.c.last_seen_at.type))
+)
+SHOWN = (
+    update(T)
+    .where(T.c.id == bindparam("b_id"), T.c.shown_at.is_(None))
+    .values(shown_at=bindparam("b_now", type_=T.c.shown_at.type))
+)
+ADVANCE_TRIAL = (
+    update(P)
+    .where(P.c.id == bindparam("b_id"), P.c.stage == TRIALS, P.c.position == bindparam("b_pos"))
+    .values(
+        position=bindparam("b_next", type_=P.c.position.type),
+        stage=bindparam("b_stage", type_=P.c.stage.type),
+        attention_failures=P.c.attention_failures + bindparam("b_fail", type_=P.c.attention_failures.type),
+        last_seen_at=bindparam("b_now", type_=P.c.last_seen_at.type),
+    )
+)
+STORE_ANSWER = (
+    update(T)
+    .where(T.c.id == bindparam("b_id"), T.c.answered_at.is_(None))
+    .values(
+        response_label=bindparam("b_label", type_=T.c.response_label.type),
+        confidence=bindparam("b_conf", type_=T.c.confidence.type),
+        rt_ms=bindparam("b_rt", type_=T.c.rt_ms.type),
+        answered_at=bindparam("b_now", type_=T.c.answered_at.type),
+        shown_at=func.coalesce(T.c.shown_at, bindparam("b_now", type_=T.c.shown_at.type)),
+    )
+)
+
+
+# PostgreSQL: a page view and an answer are one statement each (data-modifying CTEs), so a request makes one
+# round trip after the answer's SELECT. On a busy machine each round trip waits for the scheduler twice.
+_NOW = P.c.last_seen_at.type
+_p = (
+    select(P.c.id, P.c.study_id, P.c.stage, P.c.status, P.c.position, P.c.last_seen_at)
+    .where(P.c.token == bindparam("b_token"))  # not "token": a parameter named like a column joins the UPDATEs' SET
+    .cte("p")
+)
+_t2 = T.alias("t2")
+PAGE_PG = (
+    select(
+        _p.c.id,
+        _p.c.study_id,
+        _p.c.stage,
+        _p.c.status,
+        _p.c.position,
+        _p.c.last_seen_at,
+        T.c.id.label("trial_id"),
+        T.c.kind,
+        T.c.expected_label,
+        T.c.shown_at,
+        S.c.public_id,
+        S.c.width,
+        S.c.height,
+        case(
+            (
+                _p.c.stage == TRIALS,
+                select(func.count())
+                .select_from(_t2)
+                .where(_t2.c.participant_id == _p.c.id)
+                .correlate(_p)
+                .scalar_subquery(),
+            ),
+            else_=None,
+        ).label("total"),
+    )
+    .select_from(
+        _p.outerjoin(
+            T, and_(_p.c.stage == TRIALS, T.c.participant_id == _p.c.id, T.c.position == _p.c.position)
+        ).outerjoin(S, S.c.id == T.c.stimulus_id)
+    )
+    # mark the current trial shown (once), and refresh last_seen_at when it is older than TOUCH_INTERVAL_S
+    .add_cte(
+        update(T)
+        .where(
+            T.c.participant_id == _p.c.id,
+            T.c.position == _p.c.position,
+            _p.c.stage == TRIALS,
+            T.c.shown_at.is_(None),
+        )
+        .values(shown_at=bindparam("b_now", type_=_NOW))
+        .returning(T.c.id)
+        .cte("shown")
+    )
+    .add_cte(
+        update(P)
+        .where(
+            P.c.id == _p.c.id,
+            _p.c.stage != Stage.DONE.value,
+            _p.c.last_seen_at < bindparam("b_touch_before", type_=_NOW),
+        )
+        .values(last_seen_at=bindparam("b_now", type_=_NOW))
+        .returning(P.c.id)
+        .cte("touch")
+    )
+)
+_adv = ADVANCE_TRIAL.returning(P.c.id).cte("adv")
+_ans = (
+    update(T)
+    .where(T.c.id == bindparam("b_tid"), T.c.answered_at.is_(None), exists(select(_adv.c.id)))
+    .values(
+        response_label=bindparam("b_label", type_=T.c.response_label.type),
+        confidence=bindparam("b_conf", type_=T.c.confidence.type),
+        rt_ms=bindparam("b_rt", type_=T.c.rt_ms.type),
+        answered_at=bindparam("b_now", type_=_NOW),
+        shown_at=func.coalesce(T.c.shown_at, bindparam("b_now", type_=_NOW)),
+    )
+    .returning(T.c.id)
+    .cte("ans")
+)
+# Both UPDATEs in one statement: atomic without a transaction block. "advanced" is 0 when the form was stale.
+ANSWER_PG = select(select(func.count()).select_from(_adv).scalar_subquery().label("advanced"))
+ANSWER_PG = ANSWER_PG.add_cte(_ans)
+
+
+# The participant and the trial at the position the answer is for, with the number of trials (both dialects).
+ANSWER = (
+    select(
+        P.c.id,
+        P.c.study_id,
+        P.c.stage,
+        P.c.position,
+        T.c.id.label("trial_id"),
+        T.c.kind,
+        T.c.expected_label,
+        trial_count().label("total"),
+    )
+    .select_from(P.outerjoin(T, and_(T.c.participant_id == P.c.id, T.c.position == bindparam("position"))))
+    .where(P.c.token == bindparam("token"))
+)
+
+
+STAGE_OF = select(P.c.stage).where(P.c.token == bindparam("token"))
+DEMOGRAPHICS = select(P.c.id, P.c.study_id, P.c.stage, P.c.attention_failures).where(P.c.token == bindparam("token"))

@@ -1,0 +1,80 @@
+"""The study as participant pages see it, from a small per-process cache.
+
+Study rows change rarely (texts, labels); page views read them from this cache, at most STUDY_CACHE_TTL_S old.
+Entry and assignment always read the study from the database.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, bindparam, select
+
+from app.participants.tables import ST
+
+STUDY_CACHE_TTL_S = 10.0
+
+
+@dataclass(frozen=True)
+class StudyView:
+    """What participant pages need from a study (immutable, safe to cache and share between threads)."""
+
+    id: int
+    slug: str
+    title: str
+    labels: tuple[str, ...]
+    scales: tuple[int, ...]
+    consent_text: str
+    instructions_text: str
+    attention: dict | None
+    code_completed: str
+    code_no_consent: str
+    code_failed_attention: str
+
+
+STUDY_VIEW = select(
+    ST.c.id,
+    ST.c.slug,
+    ST.c.title,
+    ST.c.labels,
+    ST.c.scales,
+    ST.c.consent_text,
+    ST.c.instructions_text,
+    ST.c.attention,
+    ST.c.code_completed,
+    ST.c.code_no_consent,
+    ST.c.code_failed_attention,
+).where(ST.c.id == bindparam("study_id"))
+
+
+class StudyCache:
+    """study id -> StudyView, refreshed after STUDY_CACHE_TTL_S. One per app (ids are per database)."""
+
+    def __init__(self, ttl_s: float = STUDY_CACHE_TTL_S) -> None:
+        self.ttl_s = ttl_s
+        self._views: dict[int, tuple[float, StudyView]] = {}
+
+    def get(self, conn: Connection, study_id: int) -> StudyView:
+        now = time.monotonic()
+        hit = self._views.get(study_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        r = conn.execute(STUDY_VIEW, {"study_id": study_id}).one()
+        view = StudyView(
+            id=r.id,
+            slug=r.slug,
+            title=r.title,
+            labels=tuple(r.labels),
+            scales=tuple(r.scales),
+            consent_text=r.consent_text,
+            instructions_text=r.instructions_text,
+            attention=r.attention,
+            code_completed=r.code_completed,
+            code_no_consent=r.code_no_consent,
+            code_failed_attention=r.code_failed_attention,
+        )
+        self._views[study_id] = (now + self.ttl_s, view)
+        return view
+
+

@@ -1,0 +1,38 @@
+"""What every part of the participant's path shares: the Core tables, a few constants, autocommit connections.
+
+The participant's path is the hot path, so it runs on plain Core connections (no ORM session); each service
+function opens its own connection from the engine and commits itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+
+from sqlalchemy import Connection, Engine, Table
+
+from app.models import Condition, Participant, ParticipantStatus, Stage, Stimulus, Study, Trial
+
+P: Table = Participant.__table__  # type: ignore[assignment]
+T: Table = Trial.__table__  # type: ignore[assignment]
+S: Table = Stimulus.__table__  # type: ignore[assignment]
+ST: Table = Study.__table__  # type: ignore[assignment]
+C: Table = Condition.__table__  # type: ignore[assignment]
+
+TRIALS = Stage.TRIALS.value
+ACTIVE = ParticipantStatus.ACTIVE.value
+NOT_FOUND = "This page does not exist. Please open the study again from Prolific."
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(16)
+
+
+def autocommit(engine: Engine) -> Connection:
+    """A connection whose statements each commit on their own (no BEGIN/COMMIT round trips)."""
+    return engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+
+def aware(ts: dt.datetime) -> dt.datetime:
+    """SQLite returns naive datetimes; they are stored in UTC."""
+    return ts if ts.tzinfo is not None else ts.replace(tzinfo=dt.UTC)
