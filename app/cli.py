@@ -148,7 +148,7 @@ def study_status(
     """Stimulus generation progress per condition (done, failed, pending) and whether the study can be activated."""
     import json
 
-    from app.jobs.service import study_progress
+    from app.studies.progress import study_progress
     from app.studies.service import get_study
 
     db = _db(database_url)
@@ -296,7 +296,7 @@ def worker(
     from tqdm import tqdm
 
     from app.models import Job, JobStatus
-    from workers.runner import Worker
+    from workers.generation.runner import Worker
 
     if device not in ("auto", "cpu", "cuda"):
         _fail(f"--device must be auto, cpu or cuda, not {device!r}", 2)
@@ -430,19 +430,19 @@ def demo(
 def _mount_worker_commands() -> None:
     """Commands implemented in workers/ (modules that import torch only inside their functions)."""
     try:
-        from workers.cli_data import app as data_app
+        from workers.data.cli import app as data_app
 
         cli.add_typer(data_app, name="data", help="Datasets: fetch MNIST and CIFAR-10.")
     except ImportError:
         pass
     try:
-        from workers.cli_models import app as models_app
+        from workers.models.cli import app as models_app
 
         cli.add_typer(models_app, name="models", help="Robust models: train, eval, list, export.")
     except ImportError:
         pass
     try:
-        from workers.cli_stimuli import make
+        from workers.generation.cli import make
 
         stimuli_app.command("make")(make)
     except ImportError:

@@ -29,7 +29,7 @@ def pick_images(model: torch.nn.Module, data_dir: str, n: int, seed: int) -> tup
     from workers.data.datasets import load_mnist
 
     images, labels = load_mnist(data_dir, "test")
-    from workers.make import choose_benign
+    from workers.generation.make import choose_benign
 
     dev = next(model.parameters()).device
     idx = choose_benign(model, images, labels.astype(np.int64), n, seed, dev)
@@ -97,8 +97,8 @@ def main() -> None:
 
     from workers.attacks import get_attack
     from workers.attacks.jsma import jsma, jsma_reference, random_targets
-    from workers.make import resolve_device
-    from workers.nets import load_model
+    from workers.generation.make import resolve_device
+    from workers.models import load_model
 
     dev = resolve_device(args.device)
     CUDA[0] = dev.type == "cuda"

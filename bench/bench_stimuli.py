@@ -1,10 +1,10 @@
-"""Time each study's stimulus set (CB + CAI + CAP) with ``workers.make.make_stimuli`` and print a table.
+"""Time each study's stimulus set (CB + CAI + CAP) with ``workers.generation.make.make_stimuli`` and print a table.
 
     PYTHONPATH=. .venv/bin/python bench/bench_stimuli.py --data-dir ../shared/data --device cpu \
         --mnist-model ../shared/data/models/mnist_lenet5_advtrained.pt --mnist-arch lenet5_advertorch \
         --n-l0 75 --n-cifar 10
 
-Model specs are anything ``workers.nets.load_model`` takes, or ``random:<arch>`` (random initialisation,
+Model specs are anything ``workers.models.load_model`` takes, or ``random:<arch>`` (random initialisation,
 for timing only: success rates then mean nothing). ``--out FILE`` also writes the table (FILE) and the raw
 summaries (FILE with ``.json``), rewritten after every study so a time-out keeps what was done.
 """
@@ -23,13 +23,13 @@ import torch
 
 def load(spec: str, device: torch.device, arch: str | None = None) -> torch.nn.Module:
     if spec.startswith("random:"):
-        from workers.nets import NormalizedModel, get_arch
+        from workers.models import NormalizedModel, get_arch
 
         info = get_arch(spec.split(":", 1)[1])
         torch.manual_seed(0)
         net = NormalizedModel(info.build(), info.mean, info.std, name=spec, model_id=f"{spec}@noweights")
         return net.to(device).eval().requires_grad_(False)
-    from workers.nets import load_model
+    from workers.models import load_model
 
     return load_model(spec, device=device, arch=arch)
 
@@ -81,7 +81,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from workers.make import make_stimuli, resolve_device
+    from workers.generation.make import make_stimuli, resolve_device
 
     dev = resolve_device(args.device)
     lines = [HEADER]
@@ -204,8 +204,8 @@ def ssim_variants_figure(images: Any, out_png: Path, scale: int = 6) -> list[dic
     """Equal-MSE SSIM ascent at L2 = 6 with standard vs reflect SSIM: benign, both results, both differences."""
     import numpy as np
 
-    from workers.ssim import ssim
-    from workers.wang import equal_mse_search
+    from workers.attacks.wang import equal_mse_search
+    from workers.measures.ssim import ssim
 
     x = torch.from_numpy(np.asarray(images)).permute(0, 3, 1, 2).double() / 255
     rows, stats = [], []

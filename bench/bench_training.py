@@ -17,9 +17,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from workers.evaluate import pgd_attack
-from workers.nets import NormalizedModel, get_arch
-from workers.train import DEFAULT_RECIPES, augment_batch, fgsm_rs_examples
+from workers.models import NormalizedModel, get_arch
+from workers.models.evaluate import pgd_attack
+from workers.models.train import DEFAULT_RECIPES, augment_batch, fgsm_rs_examples
 
 TRAIN_SIZES = {"mnist": 60000, "cifar10": 50000}
 

@@ -3,7 +3,7 @@
     .venv/bin/python bench/card_l0.py mnist-default --data-dir ../shared/data [--n 75] [--seed 0] [--write]
 
 Success and L0 are judged on the stored 8-bit image, exactly as the stimulus engine does
-(workers.make.generate). For comparison, the paper reports 68/75 at a mean of 4.90% of pixels (SD 2.91)
+(workers.generation.make.generate). For comparison, the paper reports 68/75 at a mean of 4.90% of pixels (SD 2.91)
 against Madry et al.'s robust MNIST model.
 """
 
@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from workers.data.datasets import load_mnist
-from workers.make import choose_benign, generate
-from workers.nets import load_model
-from workers.nets.defaults import DEFAULT_MODELS
+from workers.generation.make import choose_benign, generate
+from workers.models import load_model
+from workers.models.defaults import DEFAULT_MODELS
 
 
 def main() -> None:

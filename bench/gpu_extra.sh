@@ -17,7 +17,7 @@ N_L0=${N_L0:-75}
 N_CIFAR=${N_CIFAR:-16}
 export PYTHONPATH=${PYTHONPATH:-.} PYTHONUNBUFFERED=1
 mkdir -p "$OUT"
-pick() { if [ -f "$STAGE/$1.pt" ]; then echo "$STAGE/$1.pt"; elif [ -f "workers/weights/$1.pt" ]; then echo "workers/weights/$1.pt"; else echo "random:$2"; fi; }
+pick() { if [ -f "$STAGE/$1.pt" ]; then echo "$STAGE/$1.pt"; elif [ -f "workers/models/weights/$1.pt" ]; then echo "workers/models/weights/$1.pt"; else echo "random:$2"; fi; }
 MNIST=$(pick mnist-default madry_mnist)
 JUDGE=$(pick mnist-second cw_mnist)
 CIFAR=$(pick cifar10-default preact_resnet18_w32)

@@ -55,7 +55,7 @@ PREP = (
 )
 prep = subprocess.Popen([sys.executable, "-c", PREP, str(src), str(cache)])
 
-from workers.train import DEFAULT_RECIPES, train_default_model  # noqa: E402
+from workers.models.train import DEFAULT_RECIPES, train_default_model  # noqa: E402
 
 device = "cpu" if smoke else "cuda"
 notes = {

@@ -10,9 +10,9 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from app.admin import auth
-from app.jobs.service import study_progress
 from app.models import Study
 from app.studies import service as studies
+from app.studies.progress import study_progress
 from app.web import get_session, render
 
 router = APIRouter(prefix="/admin")

@@ -11,6 +11,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from app.errors import Conflict, NotFound
+from app.jobs.service import enqueue_generation, unfinished_jobs
 from app.models import Condition, Participant, ParticipantStatus, Stimulus, Study, StudyStatus
 from app.models.base import utcnow
 from app.studies.schema import parse_study_config
@@ -49,8 +50,6 @@ def create_study(session: Session, source: str, *, filename: str = "study.toml")
     session.add(study)
     session.flush()
     if cfg.generation is not None:
-        from app.jobs.service import enqueue_generation
-
         enqueue_generation(session, study)
     return study
 
@@ -78,8 +77,6 @@ def pool_sizes(session: Session, study: Study) -> dict[str, int]:
 
 def activation_problems(session: Session, study: Study) -> list[str]:
     """Why the study cannot be activated yet (empty list: it can)."""
-    from app.jobs.service import unfinished_jobs
-
     sizes = pool_sizes(session, study)
     need = study.trials_per_participant
     problems = []

@@ -1,4 +1,7 @@
-"""Adversarial attacks for the three studies, behind a registry (see ``registry``).
+"""Adversarial attacks for the three studies, behind a registry.
+
+Layout: ``base.py`` (result type, call protocol, ``register``), ``registry.py`` (look-ups), one attack per
+file, and helpers (``common.py``, ``wang.py``: Wang et al.'s equal-MSE SSIM search).
 
 | norm | CAI | CAP |
 |---|---|---|
@@ -7,16 +10,8 @@
 | linf | ``linf_pgd_ssim`` with SSIM ascent | ``linf_pgd_ssim`` with SSIM descent |
 """
 
-from workers.attacks.registry import (
-    ATTACKS,
-    CONDITIONS,
-    AttackResult,
-    AttackSpec,
-    attack_for,
-    get_attack,
-    list_attacks,
-    register,
-)
+from workers.attacks.base import ATTACKS, CONDITIONS, AttackResult, AttackSpec, register
+from workers.attacks.registry import attack_for, get_attack, list_attacks
 
 __all__ = [
     "ATTACKS",

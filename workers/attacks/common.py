@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from workers.attacks.base import AttackResult
+
 
 def bshape(x: torch.Tensor) -> tuple[int, ...]:
     """A shape that broadcasts a per-sample vector against ``x``."""
@@ -69,9 +71,7 @@ class BestBySsim:
         self.iteration = torch.where(better, it, self.iteration)
         self.found |= better
 
-    def result(self, failure_note: str):  # type: ignore[no-untyped-def]
-        from workers.attacks.registry import AttackResult
-
+    def result(self, failure_note: str) -> AttackResult:
         n = self.u8.shape[0]
         return AttackResult(
             adv_u8=self.u8,

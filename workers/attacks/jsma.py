@@ -48,8 +48,8 @@ from typing import Any
 
 import torch
 
-from workers.attacks.registry import AttackResult, register
-from workers.budgets import to_uint8
+from workers.attacks.base import AttackResult, register
+from workers.measures.budgets import to_uint8
 
 MODES = ("random", "all")
 STOPS = ("target", "misclassified")

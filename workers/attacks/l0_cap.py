@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from workers.attacks.base import AttackResult, register
 from workers.attacks.common import predict
-from workers.attacks.registry import AttackResult, register
-from workers.budgets import L0_FRACTION, l0_max_pixels, to_uint8
+from workers.measures.budgets import L0_FRACTION, l0_max_pixels, to_uint8
 
 
 def _pool(

@@ -1,12 +1,12 @@
 """L2 at a fixed norm (default 6, pixels in [0, 1]), the paper's CIFAR-10 L2 study.
 
 1. Start on the sphere ``||x' - x||_2 = r`` at the point of highest SSIM (CAI) or lowest SSIM (CAP), found by
-   the equal-MSE search of Wang et al. 2004 (``workers.wang``) on the optimisation SSIM (reflect padding).
+   the equal-MSE search of Wang et al. 2004 (``workers.attacks.wang``) on the optimisation SSIM (reflect padding).
 2. Iterate: one gradient step on the clipped margin loss ``min(max_{k != y} z_k - z_y, kappa)``, projected on the
    sphere's tangent plane and renormalised onto the sphere (inside the box); then one equal-MSE SSIM step
    (up for CAI, down for CAP). Once a sample is misclassified by ``kappa`` the loss gradient vanishes and only
    the SSIM steps move it, until it drifts back toward the decision boundary.
-3. Every iterate is rounded to 8 bits with the exact L2 band (``workers.budgets.quantize_l2``); among the
+3. Every iterate is rounded to 8 bits with the exact L2 band (``workers.measures.budgets.quantize_l2``); among the
    rounded iterates that are misclassified, the one with the best SSIM (highest for CAI, lowest for CAP) is
    kept.
 """
@@ -17,11 +17,11 @@ from typing import Any
 
 import torch
 
+from workers.attacks.base import AttackResult, register
 from workers.attacks.common import BestBySsim, condition_direction, margin_grad, predict
-from workers.attacks.registry import AttackResult, register
-from workers.budgets import L2_TARGET, L2_TOL, from_uint8, quantize_l2, to_uint8
-from workers.ssim import OPT_VARIANT, ssim
-from workers.wang import equal_mse_search, project_sphere_box, ssim_tangent_step, tangent, unit
+from workers.attacks.wang import equal_mse_search, project_sphere_box, ssim_tangent_step, tangent, unit
+from workers.measures.budgets import L2_TARGET, L2_TOL, from_uint8, quantize_l2, to_uint8
+from workers.measures.ssim import OPT_VARIANT, ssim
 
 
 @register(

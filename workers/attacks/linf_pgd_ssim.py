@@ -9,7 +9,7 @@ the optimisation SSIM (reflect padding), projected likewise:
 * CAP lowers SSIM with a signed step (``ssim_alpha * sign``), which drives the perturbation to the corners of
   the eps-box where it is most visible.
 
-Every iterate is rounded to 8 bits within ``floor(eps * 255)`` levels (``workers.budgets.quantize_linf``); the
+Every iterate is rounded to 8 bits within ``floor(eps * 255)`` levels (``workers.measures.budgets.quantize_linf``); the
 misclassified rounded iterate with the best SSIM (highest for CAI, lowest for CAP) is kept.
 """
 
@@ -19,10 +19,10 @@ from typing import Any
 
 import torch
 
+from workers.attacks.base import AttackResult, register
 from workers.attacks.common import BestBySsim, bshape, condition_direction, margin_grad, predict
-from workers.attacks.registry import AttackResult, register
-from workers.budgets import LINF_EPS, from_uint8, quantize_linf, to_uint8
-from workers.ssim import OPT_VARIANT, ssim, ssim_grad
+from workers.measures.budgets import LINF_EPS, from_uint8, quantize_linf, to_uint8
+from workers.measures.ssim import OPT_VARIANT, ssim, ssim_grad
 
 
 def _project(x: torch.Tensor, adv: torch.Tensor, eps: float) -> torch.Tensor:

@@ -1,83 +1,8 @@
-"""The attack registry: one entry per attack, looked up by name or by (norm, condition).
-
-Every attack is a callable ``attack(model, x, y, *, condition, generator=None, **params) -> AttackResult``:
-
-* ``model`` maps float images in [0, 1] (``[N, C, H, W]``) to logits and owns its normalisation;
-* ``x`` is the benign batch (on the 8-bit grid) on the model's device, ``y`` the true labels (long ``[N]``);
-* ``condition`` is ``"CAI"`` (imperceptible) or ``"CAP"`` (perceptible);
-* the result holds the stored (8-bit, budget-respecting) images and per-image success as judged on them.
-"""
+"""The attack registry: look attacks up by name or by (norm, condition). Importing it loads the built-in attacks."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-import torch
-
-CONDITIONS = ("CAI", "CAP")
-
-
-@dataclass
-class AttackResult:
-    """What an attack returns for a batch of N images."""
-
-    adv_u8: torch.Tensor  # uint8 [N, C, H, W]: the images to store, inside the budget after rounding
-    success: torch.Tensor  # bool [N]: misclassified on adv_u8 (plus any attack-specific criterion)
-    target: torch.Tensor  # long [N]: target class, -1 where none (untargeted or failed)
-    iterations: torch.Tensor  # long [N]
-    ssim_opt: torch.Tensor | None = None  # float [N]: optimisation SSIM (reflect) where one was used
-    notes: list[str] = field(default_factory=list)  # per image, "" or why it failed
-    extra: dict[str, torch.Tensor] = field(default_factory=dict)  # attack-specific per-image values
-    params: dict[str, Any] = field(default_factory=dict)  # effective parameters worth recording
-
-
-class Attack(Protocol):
-    def __call__(
-        self,
-        model: torch.nn.Module,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        *,
-        condition: str,
-        generator: torch.Generator | None = None,
-        **params: Any,
-    ) -> AttackResult: ...
-
-
-@dataclass(frozen=True)
-class AttackSpec:
-    name: str
-    norm: str
-    conditions: tuple[str, ...]
-    fn: Attack
-    defaults: dict[str, Any]
-    ssim_variant: str | None  # the SSIM variant the attack optimises, None if it uses none
-
-
-ATTACKS: dict[str, AttackSpec] = {}
-_BY_NORM: dict[tuple[str, str], str] = {}
-
-
-def register(
-    name: str,
-    norm: str,
-    conditions: tuple[str, ...],
-    defaults: dict[str, Any] | None = None,
-    ssim_variant: str | None = None,
-) -> Callable[[Attack], Attack]:
-    """Decorator: register ``fn`` as ``name``, the default attack for ``(norm, c)`` for each condition c."""
-
-    def deco(fn: Attack) -> Attack:
-        if name in ATTACKS:
-            raise ValueError(f"attack {name!r} registered twice")
-        ATTACKS[name] = AttackSpec(name, norm, conditions, fn, dict(defaults or {}), ssim_variant)
-        for c in conditions:
-            _BY_NORM[(norm, c)] = name
-        return fn
-
-    return deco
+from workers.attacks.base import ATTACKS, BY_NORM, CONDITIONS, AttackSpec
 
 
 def get_attack(name: str) -> AttackSpec:
@@ -94,7 +19,7 @@ def attack_for(norm: str, condition: str) -> AttackSpec:
     if condition not in CONDITIONS:
         raise ValueError(f"unknown condition {condition!r}; choose one of {CONDITIONS}")
     try:
-        return ATTACKS[_BY_NORM[(norm, condition)]]
+        return ATTACKS[BY_NORM[(norm, condition)]]
     except KeyError:
         raise KeyError(f"no attack registered for norm {norm!r} and condition {condition!r}") from None
 
@@ -105,5 +30,5 @@ def list_attacks() -> list[str]:
 
 
 def _load_builtin() -> None:
-    # Importing the modules registers them.
+    # Importing the modules registers them (each imports only workers.attacks.base).
     from workers.attacks import jsma, l0_cap, l2_fixed, linf_pgd_ssim  # noqa: F401

@@ -1,0 +1,1 @@
+"""Image measures: exact Lp budgets after 8-bit rounding, SSIM and the per-stimulus metrics (torch)."""
