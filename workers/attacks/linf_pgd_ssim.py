@@ -1,16 +1,21 @@
-"""L-inf PGD (Madry et al.) at eps 0.1 with an SSIM step after every iteration, the paper's CIFAR-10 L-inf study.
+"""L-inf PGD (Madry et al.) at eps 0.1 with Wang's equal-MSE SSIM step, the paper's CIFAR-10 L-inf study.
 
-Each iteration takes a PGD step (``alpha * sign`` of the gradient of the clipped margin loss
-``min(max_{k != y} z_k - z_y, kappa)``), projects onto the eps-ball and the box, then takes one SSIM step on
-the optimisation SSIM (reflect padding), projected likewise:
+CAI and CAP run the *same* algorithm; only the sign of the SSIM step differs (up for CAI, down for CAP):
 
-* CAI raises SSIM with a scaled gradient step (the gradient divided by its largest entry, times
-  ``ssim_alpha``), so pixels that barely matter barely move;
-* CAP lowers SSIM with a signed step (``ssim_alpha * sign``), which drives the perturbation to the corners of
-  the eps-box where it is most visible.
+1. random start, uniform in the eps-ball (seeded);
+2. per iteration, a PGD step ``alpha * sign(grad CE)`` on the cross-entropy of the true label (Madry et al.),
+   projected onto the eps-ball and the box;
+3. then one SSIM step in the manner of Wang et al. (2004): the gradient of the optimisation SSIM (reflect
+   padding) projected on the tangent plane of the sphere ``||x' - x||_2 = ||cur - x||_2`` (so the step keeps the
+   MSE, to first order), of length ``ssim_step * ||cur - x||_2``, then put back at the same L2 distance inside
+   the eps-ball and the box (the exact point of the ray from ``x``, by bisection). The SSIM step therefore never
+   changes the energy of the perturbation, only its structure: CAI and CAP differ in SSIM, not in L2 (beyond
+   what their diverging PGD trajectories do);
+4. after ``steps`` iterations the **final iterate** is rounded to 8 bits within ``floor(eps * 255)`` levels
+   (``workers.measures.budgets.quantize_linf``) and succeeds if the model misclassifies the rounded image.
 
-Every iterate is rounded to 8 bits within ``floor(eps * 255)`` levels (``workers.measures.budgets.quantize_linf``); the
-misclassified rounded iterate with the best SSIM (highest for CAI, lowest for CAP) is kept.
+``select="best_ssim"`` keeps, instead of the final iterate, the misclassified rounded iterate with the best
+SSIM (highest for CAI, lowest for CAP): an option, off by default (not the paper's method).
 """
 
 from __future__ import annotations
@@ -18,22 +23,79 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from workers.attacks.base import AttackResult, register
-from workers.attacks.common import BestBySsim, bshape, condition_direction, margin_grad, predict
+from workers.attacks.common import BestBySsim, bshape, condition_direction, predict
+from workers.attacks.wang import tangent, unit
 from workers.measures.budgets import LINF_EPS, from_uint8, quantize_linf, to_uint8
 from workers.measures.ssim import OPT_VARIANT, ssim, ssim_grad
+
+SELECT = ("final", "best_ssim")
 
 
 def _project(x: torch.Tensor, adv: torch.Tensor, eps: float) -> torch.Tensor:
     return torch.min(torch.max(adv, x - eps), x + eps).clamp(0.0, 1.0)
 
 
+def rescale_in_ball(x: torch.Tensor, y: torch.Tensor, r: torch.Tensor, eps: float, iters: int = 30) -> torch.Tensor:
+    """``proj(x + t (y - x))`` with the ``t >= 0`` that puts it at L2 distance ``r`` (per sample) from ``x``.
+
+    ``proj`` clips to the eps-ball and the box; the distance of the projected ray point grows with ``t``, so a
+    bisection finds ``t``. Where ``r`` cannot be reached along the ray, the farthest point is returned.
+    """
+    d = y - x
+    norm = d.flatten(1).norm(dim=1).clamp(min=1e-12)
+
+    def dist(t: torch.Tensor) -> torch.Tensor:
+        return (_project(x, x + t.view(bshape(x)) * d, eps) - x).flatten(1).norm(dim=1)
+
+    lo = torch.zeros_like(norm)
+    hi = r / norm
+    for _ in range(30):
+        short = dist(hi) < r
+        if not bool(short.any()):
+            break
+        hi = torch.where(short, hi * 2.0, hi)
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        below = dist(mid) < r
+        lo = torch.where(below, mid, lo)
+        hi = torch.where(below, hi, mid)
+    return _project(x, x + hi.view(bshape(x)) * d, eps)
+
+
+def wang_step_linf(x: torch.Tensor, cur: torch.Tensor, eps: float, ssim_step: float, direction: int) -> torch.Tensor:
+    """One equal-MSE SSIM step (up for ``direction=+1``, down for ``-1``) inside the eps-ball."""
+    d = cur - x
+    r = d.flatten(1).norm(dim=1)
+    _, g = ssim_grad(x, cur, OPT_VARIANT)
+    t = unit(tangent(g, d))
+    moved = cur + direction * ssim_step * r.view(bshape(x)) * t
+    out = rescale_in_ball(x, moved, r, eps)
+    return torch.where((r > 1e-12).view(bshape(x)), out, cur)
+
+
+def ce_grad(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Gradient of the summed cross-entropy of the true labels with respect to ``x``."""
+    with torch.enable_grad():
+        xg = x.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(F.cross_entropy(model(xg), y, reduction="sum"), xg)
+    return g
+
+
 @register(
     "linf_pgd_ssim",
     "linf",
     ("CAI", "CAP"),
-    defaults={"eps": LINF_EPS, "steps": 60, "alpha": 0.01, "ssim_alpha": 0.01, "kappa": 1.0, "random_start": True},
+    defaults={
+        "eps": LINF_EPS,
+        "steps": 40,
+        "alpha": 0.01,
+        "ssim_step": 0.1,
+        "random_start": True,
+        "select": "final",
+    },
     ssim_variant=OPT_VARIANT,
 )
 def linf_pgd_ssim(
@@ -44,13 +106,18 @@ def linf_pgd_ssim(
     condition: str = "CAI",
     generator: torch.Generator | None = None,
     eps: float = LINF_EPS,
-    steps: int = 60,
+    steps: int = 40,
     alpha: float = 0.01,
-    ssim_alpha: float = 0.01,
-    kappa: float = 1.0,
+    ssim_step: float = 0.1,
     random_start: bool = True,
+    select: str = "final",
     **_: Any,
 ) -> AttackResult:
+    """PGD + equal-MSE SSIM steps; ``ssim_step`` is the SSIM step length as a fraction of the current L2."""
+    if select not in SELECT:
+        raise ValueError(f"unknown select {select!r}; choose one of {SELECT}")
+    if steps < 1 or alpha <= 0 or ssim_step < 0:
+        raise ValueError("need steps >= 1, alpha > 0 and ssim_step >= 0")
     direction = condition_direction(condition)
     x = x.detach()
     y = y.to(x.device).long()
@@ -60,22 +127,30 @@ def linf_pgd_ssim(
         cur = _project(x, x + (2 * noise - 1) * eps, eps)
     else:
         cur = x.clone()
-    best = BestBySsim(quantize_linf(b_u8, cur, eps), direction)
-    for it in range(steps + 1):
-        q = quantize_linf(b_u8, cur, eps)
-        qf = from_uint8(q, x.dtype)
-        ok = predict(model, qf) != y
-        with torch.no_grad():
-            s = ssim(x, qf, OPT_VARIANT).double()
-        best.update(q, ok, s, it)
-        if it == steps:
-            break
-        _, g = margin_grad(model, cur, y, kappa)
-        cur = _project(x, cur + alpha * g.sign(), eps)
-        _, gs = ssim_grad(x, cur, OPT_VARIANT)
-        if direction > 0:
-            scale = gs.flatten(1).abs().amax(1).clamp(min=1e-12).view(bshape(gs))
-            cur = _project(x, cur + ssim_alpha * gs / scale, eps)
-        else:
-            cur = _project(x, cur - ssim_alpha * gs.sign(), eps)
-    return best.result("no misclassified iterate within eps")
+    best = BestBySsim(quantize_linf(b_u8, cur, eps), direction) if select == "best_ssim" else None
+    for it in range(1, steps + 1):
+        cur = _project(x, cur + alpha * ce_grad(model, cur, y).sign(), eps)
+        if ssim_step > 0:
+            cur = wang_step_linf(x, cur, eps, ssim_step, direction)
+        if best is not None:
+            q = quantize_linf(b_u8, cur, eps)
+            qf = from_uint8(q, x.dtype)
+            with torch.no_grad():
+                s = ssim(x, qf, OPT_VARIANT).double()
+            best.update(q, predict(model, qf) != y, s, it)
+    if best is not None:
+        return best.result("no misclassified iterate within eps")
+    q = quantize_linf(b_u8, cur, eps)
+    qf = from_uint8(q, x.dtype)
+    ok = predict(model, qf) != y
+    with torch.no_grad():
+        s = ssim(x, qf, OPT_VARIANT)
+    n = x.shape[0]
+    return AttackResult(
+        adv_u8=q,
+        success=ok,
+        target=torch.full((n,), -1, dtype=torch.long, device=x.device),
+        iterations=torch.full((n,), steps, dtype=torch.long, device=x.device),
+        ssim_opt=s.float(),
+        notes=["" if bool(o) else "final iterate still classified correctly" for o in ok],
+    )

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from workers.attacks import attack_for
+from workers.attacks import attack_for, get_attack
 from workers.measures.budgets import Budget, budget_ok
 from workers.measures.metrics import image_metrics
 from workers.models.wrapper import images_to_tensor
@@ -134,6 +134,7 @@ def generate(
     data_dir: str | Path | None = None,
     cai_l0: Sequence[int] | None = None,
     attack_params: dict[str, Any] | None = None,
+    attack: str | None = None,
 ) -> list[dict[str, Any]]:
     """Make ``condition`` stimuli (``CB``, ``CAI`` or ``CAP``) for one batch of benign test images.
 
@@ -179,7 +180,7 @@ def generate(
         notes = [""] * len(images)
         attack_name, params, variant = None, None, None
     else:
-        spec = attack_for(norm, condition)
+        spec = get_attack(attack) if attack else attack_for(norm, condition)
         params = dict(spec.defaults)
         params.update(attack_params or {})
         extra_kw: dict[str, Any] = {}
