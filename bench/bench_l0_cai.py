@@ -3,8 +3,8 @@
     PYTHONPATH=. .venv/bin/python bench/bench_l0_cai.py --data-dir ../shared/data --n 75 --threads 1 \
         [--model mnist-default] [--attacks jsma,l0_search] [--json out.json]
 
-Each attack runs through ``workers.generation.make.generate`` (the path the worker and ``lpstudy stimuli make`` take), so
-success and L0 are judged on the stored 8-bit image. Images: ``choose_benign`` with ``--seed`` (correctly
+Each attack runs through ``workers.generation.make.generate`` (the path the worker and ``lpstudy stimuli make``
+take), so success and L0 are judged on the stored 8-bit image. Images: ``choose_benign`` with ``--seed`` (correctly
 classified MNIST test images). Seconds per image are wall time and CPU time of this process; the CPU is shared,
 so compare only rows of the same run. The paper: 68/75 at a mean L0 of 4.90% (SD 2.91%).
 """

@@ -69,14 +69,18 @@ def register(
     conditions: tuple[str, ...],
     defaults: dict[str, Any] | None = None,
     ssim_variant: str | None = None,
+    default: bool = True,
 ) -> Callable[[Attack], Attack]:
-    """Decorator: register ``fn`` as ``name``, the default attack for ``(norm, c)`` for each condition c."""
+    """Decorator: register ``fn`` as ``name``; with ``default``, the default attack for ``(norm, c)`` for each
+    condition c (a non-default attack is chosen by name, e.g. per condition in a study config)."""
 
     def deco(fn: Attack) -> Attack:
         if name in ATTACKS:
             raise ValueError(f"attack {name!r} registered twice")
         ATTACKS[name] = AttackSpec(name, norm, conditions, fn, dict(defaults or {}), ssim_variant)
-        for c in conditions:
+        for c in conditions if default else ():
+            if (norm, c) in BY_NORM:
+                raise ValueError(f"two default attacks for ({norm!r}, {c!r}): {BY_NORM[(norm, c)]!r} and {name!r}")
             BY_NORM[(norm, c)] = name
         return fn
 

@@ -283,6 +283,7 @@ def _run(
     "jsma",
     "l0",
     ("CAI",),
+    default=False,
     defaults={
         "mode": "all",
         "theta": 1.0,

@@ -49,6 +49,7 @@ def _pool(
     "l0_cap",
     "l0",
     ("CAP",),
+    default=False,
     defaults={"k_step": 4, "max_fraction": L0_FRACTION, "candidates_per_class": 8, "pool_per_class": 1000},
 )
 def l0_cap(

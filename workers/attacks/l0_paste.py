@@ -88,6 +88,7 @@ def _probs(judges: Sequence[torch.nn.Module], x: torch.Tensor) -> torch.Tensor:
         "k_step": 4,
         "confidence": 0.5,
         "candidates_per_class": 8,
+        "judge_models": ["mnist-second", "mnist-advertorch-lenet5"],
     },
 )
 def l0_paste(
@@ -153,15 +154,16 @@ def l0_paste(
             ks.append(k_max)
         for step_no, k in enumerate(ks, start=1):
             resid = total - csum[:, k - 1]
-            cidx = torch.cat(
-                [
-                    by_class[t][
-                        resid[by_class[t]].topk(min(candidates_per_class, by_class[t].numel()), largest=False).indices
-                    ]
-                    for t in range(n_classes)
-                    if t != int(y[i]) and by_class[t].numel() > 0
+            parts = [
+                by_class[t][
+                    resid[by_class[t]].topk(min(candidates_per_class, by_class[t].numel()), largest=False).indices
                 ]
-            )
+                for t in range(n_classes)
+                if t != int(y[i]) and by_class[t].numel() > 0
+            ]
+            if not parts:
+                break
+            cidx = torch.cat(parts)
             pix = order[cidx, :k]
             cands = xi.unsqueeze(0).repeat(cidx.numel(), 1)
             cands.scatter_(1, pix, d_flat[cidx].gather(1, pix))
@@ -179,7 +181,12 @@ def l0_paste(
                 min_conf[i] = p_t[:, j].min()
                 break
         if not bool(success[i]):
-            notes[i] = f"no donor digit within the L0 budget convinced all {len(ensemble)} judges"
+            others = any(by_class[t].numel() > 0 for t in range(n_classes) if t != int(y[i]))
+            notes[i] = (
+                f"no donor digit within the L0 budget convinced all {len(ensemble)} judges"
+                if others
+                else "no donor digit of another class"
+            )
     return AttackResult(
         adv_u8=to_uint8(adv),
         success=success,

@@ -31,4 +31,4 @@ def list_attacks() -> list[str]:
 
 def _load_builtin() -> None:
     # Importing the modules registers them (each imports only workers.attacks.base).
-    from workers.attacks import jsma, l0_cap, l0_search, l2_fixed, linf_pgd_ssim  # noqa: F401
+    from workers.attacks import jsma, l0_cap, l0_paste, l0_search, l2_fixed, linf_pgd_ssim  # noqa: F401

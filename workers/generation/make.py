@@ -135,6 +135,9 @@ def generate(
     cai_l0: Sequence[int] | None = None,
     attack_params: dict[str, Any] | None = None,
     attack: str | None = None,
+    judges: Sequence[torch.nn.Module] | None = None,
+    donor_images: np.ndarray | None = None,
+    donor_labels: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
     """Make ``condition`` stimuli (``CB``, ``CAI`` or ``CAP``) for one batch of benign test images.
 
@@ -198,6 +201,11 @@ def generate(
                 "train_labels": train_labels,
                 "k_values": list(cai_l0) if cai_l0 is not None else None,
             }
+        elif spec.name == "l0_paste":
+            judges = list(judges) if judges is not None else _load_judges(params["judge_models"], dev, data_dir)
+            if donor_images is None or donor_labels is None:
+                donor_images, donor_labels = _donors(data_dir)
+            extra_kw = {"judges": judges, "donor_images": donor_images, "donor_labels": donor_labels}
         res = spec.fn(model, x, y, condition=condition, generator=generator, **params, **extra_kw)
         adv_imgs = [_to_numpy_image(res.adv_u8[i]) for i in range(len(images))]
         attack_ok = [bool(s) for s in res.success.cpu()]
@@ -212,6 +220,10 @@ def generate(
     seconds = (time.perf_counter() - t0) / len(images)
 
     pred, conf = _predict_u8(model, adv_imgs, dev)
+    judge_preds: list[np.ndarray] = []
+    if judges is not None and attack_name == "l0_paste":
+        judge_preds = [_predict_u8(j.to(dev).eval(), adv_imgs, dev)[0] for j in judges]
+        second_model = judges[0]
     if second_model is not None and condition != "CB":
         pred2, _ = _predict_u8(second_model.to(dev).eval(), adv_imgs, dev)
     else:
@@ -247,6 +259,9 @@ def generate(
             if attack_name == "l0_cap":
                 t = targets[i]
                 ok = ok and t is not None and int(pred[i]) == t and pred2 is not None and int(pred2[i]) == t
+            if attack_name == "l0_paste":
+                t = targets[i]
+                ok = ok and t is not None and int(pred[i]) == t and all(int(jp[i]) == t for jp in judge_preds)
             if attack_ok[i] and not ok:
                 note = "budget broken after rounding" if not in_budget else "not misclassified on the stored image"
         m["budget_ok"] = bool(in_budget)
@@ -265,6 +280,43 @@ def generate(
     return out
 
 
+_JUDGE_CACHE: dict[tuple[str, str, str], torch.nn.Module] = {}
+
+
+def _load_judges(names: Sequence[str], device: torch.device, data_dir: str | Path | None) -> list[torch.nn.Module]:
+    """The L0 CAP judges by name (``workers.models.load_model`` specs), loaded once per process."""
+    from workers.models import load_model
+
+    out = []
+    for name in names:
+        key = (str(name), str(device), str(data_dir))
+        if key not in _JUDGE_CACHE:
+            _JUDGE_CACHE[key] = load_model(str(name), device=device, data_dir=data_dir)
+        out.append(_JUDGE_CACHE[key])
+    return out
+
+
+def _donors(data_dir: str | Path | None) -> tuple[np.ndarray, np.ndarray]:
+    """The L0 CAP donor digits: the held-out slice of the MNIST test set (never a source image)."""
+    from workers.attacks.l0_paste import DONOR_SLICE
+    from workers.data.datasets import load_mnist
+
+    images, labels = load_mnist(data_dir, "test")
+    return images[DONOR_SLICE], labels[DONOR_SLICE].astype(np.int64)
+
+
+def source_limit(norm: str) -> int | None:
+    """Source images of the ``norm`` study come from the first ``source_limit`` test images (None: all).
+
+    L0 keeps the MNIST test images from ``DONOR_SLICE.start`` on for the CAP donors, so no donor digit is
+    ever a stimulus."""
+    if norm == "l0":
+        from workers.attacks.l0_paste import DONOR_SLICE
+
+        return int(DONOR_SLICE.start)
+    return None
+
+
 def choose_benign(
     model: torch.nn.Module,
     images: np.ndarray,
@@ -273,9 +325,12 @@ def choose_benign(
     seed: int,
     device: torch.device,
     batch_size: int = 500,
+    limit: int | None = None,
 ) -> np.ndarray:
-    """Indices of ``n`` test images drawn at random (seeded) among those the model classifies correctly."""
-    order = np.random.default_rng(seed).permutation(len(labels))
+    """Indices of ``n`` test images drawn at random (seeded) among those the model classifies correctly.
+
+    ``limit`` restricts the draw to the first ``limit`` images (see :func:`source_limit`)."""
+    order = np.random.default_rng(seed).permutation(len(labels) if limit is None else min(limit, len(labels)))
     chosen: list[int] = []
     for s in range(0, len(order), batch_size):
         idx = order[s : s + batch_size]
@@ -331,6 +386,9 @@ def make_stimuli(
     train_images: np.ndarray | None = None,
     train_labels: np.ndarray | None = None,
     progress: bool = True,
+    judges: Sequence[torch.nn.Module] | None = None,
+    donor_images: np.ndarray | None = None,
+    donor_labels: np.ndarray | None = None,
     on_batch: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Make a study's stimulus set in ``out_dir`` and return a summary dict.
@@ -367,12 +425,8 @@ def make_stimuli(
         test_images, test_labels = load_dataset(dataset, data_dir, "test")
     test_images = np.asarray(test_images)
     test_labels = np.asarray(test_labels).astype(np.int64)
-    if norm == "l0" and (train_images is None or train_labels is None):
-        from workers.data.datasets import load_mnist
 
-        train_images, train_labels = load_mnist(data_dir, "train")
-
-    chosen = choose_benign(net, test_images, test_labels, n, seed, dev)
+    chosen = choose_benign(net, test_images, test_labels, n, seed, dev, limit=source_limit(norm))
     batches = [chosen[s : s + batch_size] for s in range(0, n, batch_size)]
     results: dict[str, list[dict[str, Any]]] = {c: [] for c in CONDITIONS_ALL}
     timings: dict[str, float] = {}
@@ -403,6 +457,9 @@ def make_stimuli(
                     second_model=judge,
                     train_images=train_images,
                     train_labels=train_labels,
+                    judges=judges,
+                    donor_images=donor_images,
+                    donor_labels=donor_labels,
                     data_dir=data_dir,
                     cai_l0=cai_l0,
                     attack_params=(attack_params or {}).get(condition),

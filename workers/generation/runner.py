@@ -276,7 +276,7 @@ class Worker:
             if key not in self.caches.candidates:
                 import torch
 
-                from workers.generation.make import choose_benign
+                from workers.generation.make import choose_benign, source_limit
 
                 idx = choose_benign(
                     model,
@@ -285,6 +285,7 @@ class Worker:
                     int(payload["images"]),
                     int(payload["seed"]),
                     torch.device(self.device),
+                    limit=source_limit(payload["norm"]),
                 )
                 self.caches.candidates[key] = [int(i) for i in idx]
             return self.caches.candidates[key]

@@ -281,8 +281,10 @@ def test_seeds_reproduce_targets_and_images() -> None:
 
 
 def test_registry() -> None:
-    assert attack_for("l0", "CAI").name == "jsma"
-    assert attack_for("l0", "CAP").name == "l0_cap"
+    # JSMA stays selectable by name; the L0 defaults are the exact search (CAI) and donor pasting (CAP)
+    assert attack_for("l0", "CAI").name == "l0_search"
+    assert attack_for("l0", "CAP").name == "l0_paste"
+    assert get_attack("jsma").norm == "l0"
     assert attack_for("l2", "CAP").name == "l2_fixed"
     assert attack_for("linf", "CAI").name == "linf_pgd_ssim"
     assert get_attack("jsma").defaults["mode"] == "all"

@@ -143,8 +143,9 @@ def test_generate_rejects_bad_input() -> None:
         generate("mnist", "l0", "XX", imgs, [0, 1], [0, 1], model, 0, "cpu")
     with pytest.raises(ValueError):
         generate("mnist", "l0", "CAI", imgs.astype(np.float32), [0, 1], [0, 1], model, 0, "cpu")
-    with pytest.raises(ValueError, match="second"):
-        generate("mnist", "l0", "CAP", imgs, [0, 1], [0, 1], model, 0, "cpu", train_images=imgs, train_labels=[0, 1])
+    with pytest.raises(ValueError, match="at least 3 judges"):
+        generate("mnist", "l0", "CAP", imgs, [0, 1], [0, 1], model, 0, "cpu", judges=[Tiny(1, 1)],
+                 donor_images=imgs, donor_labels=np.array([0, 1]))
 
 
 def test_make_stimuli_l0_folder(tmp_path: Path) -> None:
@@ -165,8 +166,9 @@ def test_make_stimuli_l0_folder(tmp_path: Path) -> None:
         second_model=judge,
         test_images=test_x,
         test_labels=test_y,
-        train_images=train_x,
-        train_labels=train_y,
+        judges=[judge, Tiny(1, 2)],
+        donor_images=train_x,
+        donor_labels=train_y,
         batch_size=4,
         progress=False,
     )
@@ -192,7 +194,7 @@ def test_make_stimuli_l0_folder(tmp_path: Path) -> None:
         if r["condition"] != "CB":
             x = torch.from_numpy(np.array(img)).float().div(255)[None, None]
             assert int(model(x).argmax(1)) != int(r["label"])
-            assert r["attack"] in ("jsma", "l0_cap") and r["model_id"] == "tiny1-0"
+            assert r["attack"] in ("l0_search", "l0_paste") and r["model_id"] == "tiny1-0"
     assert (out / "summary.json").is_file()
     with pytest.raises(FileExistsError):
         make_stimuli(

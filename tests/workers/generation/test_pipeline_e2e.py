@@ -58,7 +58,8 @@ def test_config_to_worker_to_participant(db, client, toml_for, data_dir: Path, s
                 assert m["l0"] == 0 and m["model_pred"] == st.label
             else:
                 # CAI and CAP start from the study's benign images and break the model within 15% of pixels
-                assert st.image_index in cb and st.attack in ("jsma", "l0_cap") and st.params
+                assert st.image_index in cb, (st.image_index, sorted(cb))
+                assert st.attack in ("l0_search", "l0_paste") and st.params
                 assert 0 < m["l0"] <= int(784 * 0.15) and m["model_pred"] != st.label
 
     from app.stimuli.images import decode_png
