@@ -47,3 +47,21 @@ class StudyUnavailable(DomainError):
     def __init__(self, message: str, *, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class TooManyRequests(DomainError):
+    """Throttled: answered 429 with a Retry-After header (seconds)."""
+
+    status_code = 429
+    title = "Too many attempts"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after))
+
+
+class UpstreamError(DomainError):
+    """A remote service (the Prolific API) refused or failed; nothing was changed on our side."""
+
+    status_code = 502
+    title = "Prolific did not accept the request"

@@ -43,7 +43,7 @@ PARTICIPANT_COLUMNS = (
 )
 
 
-def _ts(value: dt.datetime | None) -> str:
+def iso_utc(value: dt.datetime | None) -> str:
     if value is None:
         return ""
     if value.tzinfo is None:
@@ -100,8 +100,8 @@ def export_results(session: Session, study: Study, out: Path) -> tuple[int, int]
                     _c(resp),
                     _c(conf),
                     _c(rt),
-                    _ts(shown),
-                    _ts(answered),
+                    iso_utc(shown),
+                    iso_utc(answered),
                     kind,
                     correct,
                 ]
@@ -124,8 +124,8 @@ def export_results(session: Session, study: Study, out: Path) -> tuple[int, int]
                     _c(p.prolific_session_id),
                     code,
                     p.status,
-                    _ts(p.started_at),
-                    _ts(p.finished_at),
+                    iso_utc(p.started_at),
+                    iso_utc(p.finished_at),
                     _c(p.age),
                     _c(p.gender),
                     _c(p.student),

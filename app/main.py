@@ -14,7 +14,7 @@ from app.admin import auth
 from app.admin.routes import router as admin_router
 from app.config import Settings, get_settings
 from app.db import Database
-from app.errors import DomainError, StudyUnavailable
+from app.errors import DomainError, StudyUnavailable, TooManyRequests
 from app.participants.routes import router as participant_router
 from app.stimuli.routes import router as image_router
 from app.web import ROOT, render
@@ -50,7 +50,12 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     def domain_error(request: Request, exc: DomainError) -> Response:
         if isinstance(exc, StudyUnavailable):
             return render(request, "message.html", title=exc.title, message=exc.message, status_code=200)
-        return render(request, "message.html", title=exc.title, message=exc.message, status_code=exc.status_code)
+        response = render(
+            request, "message.html", title=exc.title, message=exc.message, status_code=exc.status_code
+        )
+        if isinstance(exc, TooManyRequests):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.exception_handler(auth.NotLoggedIn)
     def not_logged_in(request: Request, exc: auth.NotLoggedIn) -> Response:

@@ -15,6 +15,8 @@ from itsdangerous import BadData, URLSafeTimedSerializer
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from app.admin.hashing import HashingPool
+from app.admin.hashing import pool as hashing_pool
 from app.errors import BadRequest, Conflict, DomainError
 from app.models import AdminUser
 from app.models.base import utcnow
@@ -58,6 +60,10 @@ def create_user(session: Session, email: str, password: str) -> AdminUser:
     return user
 
 
+def list_users(session: Session) -> list[AdminUser]:
+    return list(session.scalars(select(AdminUser).order_by(AdminUser.id)))
+
+
 def set_password(session: Session, user: AdminUser, password: str) -> None:
     if len(password) < 10:
         raise BadRequest("the password must be at least 10 characters long")
@@ -65,13 +71,20 @@ def set_password(session: Session, user: AdminUser, password: str) -> None:
     session.flush()
 
 
-def authenticate(session: Session, email: str, password: str) -> AdminUser | None:
+def authenticate(
+    session: Session, email: str, password: str, *, hashing: HashingPool | None = None
+) -> AdminUser | None:
+    """The user if the password is right. The check runs on the process's hashing thread (see hashing.py)."""
     user = session.scalar(select(AdminUser).where(AdminUser.email == email.strip().lower()))
-    try:
-        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
-    except (VerificationError, InvalidHashError):
-        return None
-    if user is None:
+    stored = user.password_hash if user else _DUMMY_HASH
+
+    def verify() -> bool:
+        try:
+            return bool(_hasher.verify(stored, password))
+        except (VerificationError, InvalidHashError):
+            return False
+
+    if not (hashing or hashing_pool()).run(verify) or user is None:
         return None
     user.last_login_at = utcnow()
     session.flush()

@@ -73,6 +73,10 @@ def enqueue_generation(session: Session, study: Study, conditions: list[str] | N
     return jobs
 
 
+def has_jobs(session: Session, study: Study) -> bool:
+    return session.scalar(select(Job.id).where(Job.study_id == study.id).limit(1)) is not None
+
+
 def unfinished_jobs(session: Session, study: Study) -> int:
     return (
         session.scalar(

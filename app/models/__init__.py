@@ -1,4 +1,5 @@
 from app.models.admin import AdminUser
+from app.models.audit import AuditEntry, LoginFailure
 from app.models.base import Base
 from app.models.job import Job, JobStatus, MlModel
 from app.models.participant import Participant, ParticipantStatus, Stage, Trial
@@ -8,9 +9,11 @@ from app.models.study import CONDITION_CODES, Condition, Study, StudyStatus
 __all__ = [
     "CONDITION_CODES",
     "AdminUser",
+    "AuditEntry",
     "Base",
     "Condition",
     "Job",
+    "LoginFailure",
     "JobStatus",
     "MlModel",
     "Participant",

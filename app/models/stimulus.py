@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ForeignKey, LargeBinary, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.models.base import Base, utcnow
@@ -38,7 +38,25 @@ class Stimulus(Base):
     seed: Mapped[int | None]
     model_ref: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # An excluded stimulus leaves the pool: participants assigned from then on never get it; trials already
+    # assigned keep it (and their answers). Set by an admin, with the reason, or by a replacement.
+    excluded_at: Mapped[dt.datetime | None]
+    excluded_by: Mapped[str | None] = mapped_column(String(254))
+    excluded_reason: Mapped[str | None] = mapped_column(String(500))
+    # The stimulus this one replaced (an admin upload for the same source image).
+    replaces_id: Mapped[int | None] = mapped_column(ForeignKey("stimuli.id", ondelete="SET NULL"))
 
     condition: Mapped[Condition] = relationship(back_populates="stimuli")
 
-    __table_args__ = (UniqueConstraint("condition_id", "image_index"),)
+    # One stimulus in the pool per condition and source image; excluded ones (kept for the trials that used them)
+    # do not count, so that a replacement can take the same image_index.
+    __table_args__ = (
+        Index(
+            "uq_stimuli_condition_id_image_index_pool",
+            "condition_id",
+            "image_index",
+            unique=True,
+            sqlite_where=text("excluded_at IS NULL"),
+            postgresql_where=text("excluded_at IS NULL"),
+        ),
+    )

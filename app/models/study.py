@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 class StudyStatus(enum.StrEnum):
     DRAFT = "draft"
     ACTIVE = "active"
+    PAUSED = "paused"  # takes no new participants; those already in the study can finish
     CLOSED = "closed"
 
 
@@ -54,7 +55,7 @@ class Study(Base):
         back_populates="study", order_by="Condition.id", cascade="all, delete-orphan"
     )
 
-    __table_args__ = (CheckConstraint("status IN ('draft', 'active', 'closed')", name="status"),)
+    __table_args__ = (CheckConstraint("status IN ('draft', 'active', 'paused', 'closed')", name="status"),)
 
     def condition(self, code: str) -> Condition | None:
         return next((c for c in self.conditions if c.code == code), None)

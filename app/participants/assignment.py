@@ -71,7 +71,7 @@ def _shown_counts(conn: Connection, condition_id: int) -> list[tuple[int, int]]:
     rows = conn.execute(
         select(S.c.id, func.coalesce(shown.c.n, 0))
         .select_from(S.outerjoin(shown, shown.c.stimulus_id == S.c.id))
-        .where(S.c.condition_id == condition_id)
+        .where(S.c.condition_id == condition_id, S.c.excluded_at.is_(None))  # excluded: out of the pool
     ).all()
     return [(r[0], r[1]) for r in rows]
 

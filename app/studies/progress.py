@@ -50,7 +50,7 @@ def study_progress(session: Session, study: Study) -> StudyProgress:
     pools = dict(
         session.execute(
             select(Condition.code, func.count(Stimulus.id))
-            .join(Stimulus, Stimulus.condition_id == Condition.id, isouter=True)
+            .join(Stimulus, (Stimulus.condition_id == Condition.id) & Stimulus.excluded_at.is_(None), isouter=True)
             .where(Condition.study_id == study.id)
             .group_by(Condition.code)
         ).all()

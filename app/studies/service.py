@@ -11,45 +11,81 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from app.errors import Conflict, NotFound
-from app.jobs.service import enqueue_generation, unfinished_jobs
+from app.jobs.service import enqueue_generation, has_jobs, unfinished_jobs
 from app.models import Condition, Participant, ParticipantStatus, Stimulus, Study, StudyStatus
 from app.models.base import utcnow
-from app.studies.schema import parse_study_config
+from app.studies.schema import StudyConfig, parse_study_config
+
+
+def _apply_config(study: Study, cfg: StudyConfig, source: str) -> None:
+    attention = None
+    positions = cfg.attention_positions()
+    if positions:
+        assert cfg.attention_checks is not None
+        attention = {"positions": positions, "fail_threshold": cfg.attention_checks.fail_threshold}
+    study.slug = cfg.slug
+    study.title = cfg.title
+    study.dataset = cfg.dataset
+    study.norm = cfg.norm
+    study.labels = list(cfg.labels or [])
+    study.trials_per_participant = cfg.trials_per_participant
+    study.scales = list(cfg.scales)
+    study.timeout_minutes = cfg.timeout_minutes
+    study.code_completed = cfg.completion_codes.completed
+    study.code_no_consent = cfg.completion_codes.no_consent
+    study.code_failed_attention = cfg.completion_codes.failed_attention
+    study.attention = attention
+    study.consent_text = cfg.texts.consent
+    study.instructions_text = cfg.texts.instructions
+    study.config_source = source
+    study.config = cfg.model_dump(mode="json")
 
 
 def create_study(session: Session, source: str, *, filename: str = "study.toml") -> Study:
     cfg = parse_study_config(source, filename=filename)
     if session.scalar(select(Study.id).where(Study.slug == cfg.slug)) is not None:
         raise Conflict(f"a study with slug '{cfg.slug}' already exists")
-    attention = None
-    positions = cfg.attention_positions()
-    if positions:
-        assert cfg.attention_checks is not None
-        attention = {"positions": positions, "fail_threshold": cfg.attention_checks.fail_threshold}
-    study = Study(
-        slug=cfg.slug,
-        title=cfg.title,
-        dataset=cfg.dataset,
-        norm=cfg.norm,
-        labels=list(cfg.labels or []),
-        trials_per_participant=cfg.trials_per_participant,
-        scales=list(cfg.scales),
-        timeout_minutes=cfg.timeout_minutes,
-        code_completed=cfg.completion_codes.completed,
-        code_no_consent=cfg.completion_codes.no_consent,
-        code_failed_attention=cfg.completion_codes.failed_attention,
-        attention=attention,
-        consent_text=cfg.texts.consent,
-        instructions_text=cfg.texts.instructions,
-        config_source=source,
-        config=cfg.model_dump(mode="json"),
-        status=StudyStatus.DRAFT,
-        assignment_seq=0,
-    )
+    study = Study(status=StudyStatus.DRAFT, assignment_seq=0)
+    _apply_config(study, cfg, source)
     study.conditions = [Condition(code=c, target=cfg.participants_per_condition) for c in cfg.conditions]
     session.add(study)
     session.flush()
     if cfg.generation is not None:
+        enqueue_generation(session, study)
+    return study
+
+
+# What stimuli are made for: changing these once a pool or a job exists would leave stimuli outside the design.
+_STIMULUS_FIELDS = ("dataset", "norm", "generation")
+
+
+def update_draft(session: Session, study: Study, source: str, *, filename: str = "study.toml") -> Study:
+    """Replace a draft's config. Refused once anyone took part, for a slug change, and for a change of what the
+    stimuli are made for (dataset, norm, generation, conditions) once stimuli or jobs exist."""
+    if study.status != StudyStatus.DRAFT:
+        raise Conflict(f"study '{study.slug}' is {study.status}: only a draft can be edited")
+    cfg = parse_study_config(source, filename=filename)
+    if cfg.slug != study.slug:
+        raise Conflict(f"the slug cannot change (it is '{study.slug}'; the config says '{cfg.slug}')")
+    if session.scalar(select(func.count()).select_from(Participant).where(Participant.study_id == study.id)):
+        raise Conflict(f"study '{study.slug}' already has participants (test ones included): it cannot be edited")
+    new = cfg.model_dump(mode="json")
+    changed = [f for f in _STIMULUS_FIELDS if new.get(f) != study.config.get(f)]
+    if sorted(cfg.conditions) != sorted(c.code for c in study.conditions):
+        changed.append("conditions")
+    has_stimuli = bool(sum(pool_sizes(session, study).values()))
+    if changed and (has_stimuli or has_jobs(session, study)):
+        raise Conflict(
+            f"cannot change {', '.join(changed)} of study '{study.slug}': its stimuli (or generation jobs) were "
+            "made for the current values. Create a new study instead."
+        )
+    _apply_config(study, cfg, source)
+    keep = {c.code: c for c in study.conditions}
+    study.conditions = [keep.get(code) or Condition(code=code, target=0) for code in cfg.conditions]
+    for c in study.conditions:
+        c.target = cfg.participants_per_condition
+    session.flush()
+    if cfg.generation is not None and not has_jobs(session, study):
         enqueue_generation(session, study)
     return study
 
@@ -66,9 +102,10 @@ def get_study(session: Session, slug: str) -> Study:
 
 
 def pool_sizes(session: Session, study: Study) -> dict[str, int]:
+    """Stimuli in each condition's pool (excluded ones are not)."""
     rows = session.execute(
         select(Condition.code, func.count(Stimulus.id))
-        .join(Stimulus, Stimulus.condition_id == Condition.id, isouter=True)
+        .join(Stimulus, (Stimulus.condition_id == Condition.id) & Stimulus.excluded_at.is_(None), isouter=True)
         .where(Condition.study_id == study.id)
         .group_by(Condition.code)
     ).all()

@@ -1,0 +1,11 @@
+"""Admin routes, one module per area; each route parses, calls a service, commits and renders or redirects."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from app.admin.routes import audit, session, studies, users
+
+router = APIRouter()
+for module in (session, studies, users, audit):
+    router.include_router(module.router)
