@@ -40,8 +40,15 @@ def dashboard(request: Request, admin: AdminDep, session: SessionDep) -> Respons
 
 def _new_page(request: Request, admin, status_code: int = 200, **ctx) -> Response:  # type: ignore[no-untyped-def]
     return page(
-        request, "admin/study_new.html", admin, status_code=status_code, conditions=ALL_CONDITIONS,
-        datasets=sorted(DATASET_NORMS), norms=("l0", "l2", "linf"), form=ctx.pop("form", {}), **ctx,
+        request,
+        "admin/study_new.html",
+        admin,
+        status_code=status_code,
+        conditions=ALL_CONDITIONS,
+        datasets=sorted(DATASET_NORMS),
+        norms=("l0", "l2", "linf"),
+        form=ctx.pop("form", {}),
+        **ctx,
     )
 
 
@@ -129,7 +136,12 @@ def save_study(
         session.rollback()
         study = studies.get_study(session, slug)
         return page(
-            request, "admin/study_edit.html", admin, status_code=exc.status_code, study=study, source=source,
+            request,
+            "admin/study_edit.html",
+            admin,
+            status_code=exc.status_code,
+            study=study,
+            source=source,
             error=exc.message,
         )
     audit.record(session, admin, "study.edit", study=study, target=slug)
@@ -163,9 +175,7 @@ def regenerate(
     study = studies.get_study(session, slug)
     chosen = None if condition == "all" else [condition]
     jobs = enqueue_generation(session, study, chosen)
-    audit.record(
-        session, admin, "study.regenerate", study=study, target=condition, details={"jobs": len(jobs)}
-    )
+    audit.record(session, admin, "study.regenerate", study=study, target=condition, details={"jobs": len(jobs)})
     session.commit()
     return see_other(f"/admin/studies/{slug}")
 

@@ -36,8 +36,13 @@ def create_user(
     except DomainError as exc:
         session.rollback()
         return page(
-            request, "admin/users.html", admin, status_code=exc.status_code, users=auth.list_users(session),
-            error=exc.message, email=email,
+            request,
+            "admin/users.html",
+            admin,
+            status_code=exc.status_code,
+            users=auth.list_users(session),
+            error=exc.message,
+            email=email,
         )
     audit.record(session, admin, "admin.create", target=user.email)
     session.commit()
