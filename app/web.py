@@ -30,7 +30,15 @@ def _audit_details(details: dict[str, Any] | None) -> str:
     return json.dumps(details, sort_keys=True, ensure_ascii=False) if details else ""
 
 
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m} min {s:02d} s" if m else f"{s} s"
+
+
 templates.env.filters["dt"] = _dt
+templates.env.filters["duration"] = _duration
 templates.env.filters["audit_details"] = _audit_details
 
 
