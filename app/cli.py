@@ -256,6 +256,71 @@ def export(
     typer.echo(f"Wrote {n_t} trials and {n_p} participants to {out}.")
 
 
+# --- analysis ------------------------------------------------------------------------------------
+
+
+def _out_dir(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        _fail(f"{out}: exists and is not a folder")
+
+
+@cli.command("analyze")
+def analyze_cmd(
+    slug: str = typer.Argument(..., help="The study's slug."),
+    as_json: bool = typer.Option(False, "--json", help="The whole result as JSON (keys in docs/analysis.md)."),
+    include_test: bool = typer.Option(False, "--include-test", help="Count test participants (previews, bots)."),
+    out: Path | None = typer.Option(None, "--out", help="Also write the tables (CSV) and figures (SVG) here."),
+    no_mixed: bool = typer.Option(False, "--no-mixed", help="Skip the mixed-effects model (the slowest part)."),
+    database_url: str | None = typer.Option(None),
+) -> None:
+    """Analyse a study's results: the paper's Fig. 3 and its statistics, and metrics judged against humans."""
+    import json
+
+    from app.analysis.service import analyze_study
+    from app.analysis.text import summary_text
+
+    if out is not None:
+        _out_dir(out)
+    db = _db(database_url)
+    try:
+        with db.session() as s:
+            _data, result = analyze_study(s, slug, include_test=include_test, mixed=False if no_mixed else None)
+    except DomainError as exc:
+        _fail(exc.message)
+    if out is not None:
+        from app.analysis.tables import write_outputs
+
+        files = write_outputs(result, out)
+        typer.echo(f"Wrote {len(files)} files to {out}.", err=True)
+    typer.echo(json.dumps(result, indent=2) if as_json else summary_text(result))
+
+
+@cli.command("report")
+def report_cmd(
+    slug: str = typer.Argument(..., help="The study's slug."),
+    out: Path = typer.Option(..., "--out", help="The HTML file to write (e.g. report.html)."),
+    include_test: bool = typer.Option(False, "--include-test", help="Count test participants (previews, bots)."),
+    no_mixed: bool = typer.Option(False, "--no-mixed", help="Skip the mixed-effects model (the slowest part)."),
+    database_url: str | None = typer.Option(None),
+) -> None:
+    """One self-contained HTML report: design, exclusions, every table and figure, the study config verbatim."""
+    from app.analysis.report import render_report
+    from app.analysis.service import analyze_study
+
+    if out.is_dir():
+        _fail(f"{out}: is a folder; give a file name such as {out / 'report.html'}")
+    if not out.parent.is_dir():
+        _fail(f"{out.parent}: no such folder")
+    db = _db(database_url)
+    try:
+        with db.session() as s:
+            data, result = analyze_study(s, slug, include_test=include_test, mixed=False if no_mixed else None)
+    except DomainError as exc:
+        _fail(exc.message)
+    out.write_text(render_report(data, result), encoding="utf-8")
+    typer.echo(f"Wrote {out} ({result['sample']['total']['included']} participants analysed).")
+
+
 # --- admin ---------------------------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.analysis.scoring import is_correct, truth_of
 from app.models import Condition, Participant, Stimulus, Study, Trial
 
 TRIAL_COLUMNS = (
@@ -86,8 +87,9 @@ def export_results(session: Session, study: Study, out: Path) -> tuple[int, int]
             .order_by(Participant.id, Trial.position)
         )
         for pid, sess, code, pos, sid, idx, true_label, resp, conf, rt, shown, answered, kind, expected in rows:
-            truth = true_label if kind == "stimulus" else expected
-            correct = "" if truth is None or resp is None else int(resp == truth)
+            truth = truth_of(kind, true_label, expected)
+            ok = is_correct(resp, truth)
+            correct = "" if ok is None else int(ok)
             w.writerow(
                 [
                     pid,

@@ -98,6 +98,28 @@ class Generation(_Strict):
     activate_when_ready: bool = False
 
 
+MajorityTieRule = Literal["split", "incorrect", "exclude"]
+
+
+class Analysis(_Strict):
+    """How the results are analysed (part of the preregistration: fixed before the data come in)."""
+
+    # Participants who failed at least `attention_failure_threshold` attention checks are left out of the analysis.
+    exclude_attention_failures: bool = True
+    # Default: the study's attention_checks.fail_threshold (those whose status is failed_attention).
+    attention_failure_threshold: int | None = Field(default=None, ge=1, le=10)
+    # A tie for the most frequent answer on an image: "split" counts the image as correct with probability
+    # 1/k when the true label is one of the k tied labels (the expected value of a fair coin), "incorrect"
+    # counts every tie as not recognised, "exclude" leaves tied images out of majority-vote accuracy.
+    majority_ties: MajorityTieRule = "split"
+    bootstrap_resamples: int = Field(default=2000, ge=100, le=100000)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    confidence_level: float = Field(default=0.95, gt=0.5, lt=1.0)
+    alpha: float = Field(default=0.05, gt=0.0, lt=0.5)
+    # The mixed-effects logistic model (variational Bayes, statsmodels); slow on very large studies.
+    mixed_model: bool = True
+
+
 class StudyConfig(_Strict):
     slug: str
     title: str = Field(min_length=1, max_length=200)
@@ -113,6 +135,7 @@ class StudyConfig(_Strict):
     attention_checks: AttentionChecks | None = None
     texts: Texts
     generation: Generation | None = None
+    analysis: Analysis = Field(default_factory=Analysis)
 
     @field_validator("slug")
     @classmethod
