@@ -9,11 +9,13 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import ConfigError, NotFound
 from app.models import Condition, Stimulus, Study
+from app.stimuli.budget import budget_problem
 from app.stimuli.images import conform, decode_png, encode_png
 from app.studies.schema import IMAGE_SHAPES
 
@@ -44,8 +46,17 @@ def _num(value: str) -> Any:
     return f if math.isfinite(f) else v
 
 
-def read_manifest(directory: Path, study: Study, existing: set[tuple[str, int]]) -> list[dict[str, Any]]:
-    """Parse and validate the whole manifest and every image before anything is written."""
+def read_manifest(
+    directory: Path,
+    study: Study,
+    existing: set[tuple[str, int]],
+    benign: dict[int, np.ndarray] | None = None,
+) -> list[dict[str, Any]]:
+    """Parse and validate the whole manifest and every image before anything is written.
+
+    A CAI or CAP image must keep the study's budget around the CB image of the same ``image_index``: the one
+    in this manifest, else the one already in the study (``benign``, by image index).
+    """
     manifest = directory / "manifest.csv"
     if not manifest.is_file():
         raise ConfigError(f"{manifest}: not found (the folder must hold manifest.csv)")
@@ -118,13 +129,46 @@ def read_manifest(directory: Path, study: Study, existing: set[tuple[str, int]])
             errors.append(f"{where}: {exc.message}")
             continue
         extra = {k: _num(v or "") for k, v in raw.items() if k not in REQUIRED_COLUMNS and k not in IGNORED}
-        rows.append({"condition": cond, "image_index": index, "label": label, "pixels": pixels, "extra": extra})
+        rows.append(
+            {"condition": cond, "image_index": index, "label": label, "pixels": pixels, "extra": extra, "line": lineno}
+        )
+    errors += _budget_errors(study, rows, benign or {})
+    errors.sort(key=_line_of)
     if errors:
         shown = errors[:20] + ([f"... and {len(errors) - 20} more"] if len(errors) > 20 else [])
         raise ConfigError("Nothing was imported:\n  " + "\n  ".join(shown))
     if not rows:
         raise ConfigError(f"{manifest}: has no stimulus rows; nothing was imported")
     return rows
+
+
+def _line_of(message: str) -> int:
+    try:
+        return int(message.split("line ", 1)[1].split(":", 1)[0])
+    except (IndexError, ValueError):
+        return 0
+
+
+def _budget_errors(study: Study, rows: list[dict[str, Any]], benign: dict[int, np.ndarray]) -> list[str]:
+    """One message per adversarial row that has no CB image to compare with or that breaks the budget."""
+    refs = dict(benign)
+    refs.update({r["image_index"]: r["pixels"] for r in rows if r["condition"] == "CB"})
+    errors = []
+    for r in rows:
+        if r["condition"] == "CB":
+            continue
+        where = f"manifest.csv line {r['line']}"
+        ref = refs.get(r["image_index"])
+        if ref is None:
+            errors.append(
+                f"{where}: no CB image for image_index {r['image_index']} to check the {study.norm} budget against; "
+                "add its CB row to the manifest or import it first"
+            )
+            continue
+        problem = budget_problem(study.norm, ref, r["pixels"])
+        if problem:
+            errors.append(f"{where}: {r['condition']} image {r['image_index']} is outside the budget: {problem}")
+    return errors
 
 
 def add_stimulus(
@@ -175,7 +219,15 @@ def import_stimuli(session: Session, study: Study, directory: Path) -> dict[str,
             select(Condition.code, Stimulus.image_index).join(Stimulus).where(Stimulus.study_id == study.id)
         )
     }
-    rows = read_manifest(directory, study, existing)
+    benign = {
+        int(idx): decode_png(png)
+        for idx, png in session.execute(
+            select(Stimulus.image_index, Stimulus.png)
+            .join(Condition)
+            .where(Stimulus.study_id == study.id, Condition.code == "CB")
+        )
+    }
+    rows = read_manifest(directory, study, existing, benign)
     by_code = {c.code: c for c in study.conditions}
     counts: dict[str, int] = {}
     for r in rows:

@@ -54,12 +54,24 @@ def write_pool(directory: Path, rows: list[dict[str, str]], header: list[str] | 
     return directory
 
 
+def benign(i: int) -> np.ndarray:
+    """The CB image of image_index i (the same in every call, so CB and CAP rows of one index match)."""
+    return np.random.default_rng(1000 + i).integers(0, 256, size=(28, 28), dtype=np.uint8)
+
+
+def adversarial(i: int, n_pixels: int = 5) -> np.ndarray:
+    """A CAI/CAP image of image_index i inside the L0 budget: ``n_pixels`` pixels of its CB image inverted."""
+    px = benign(i).copy()
+    px.flat[: n_pixels * 7 : 7] = 255 - px.flat[: n_pixels * 7 : 7]
+    return px
+
+
 def good_rows(directory: Path, n: int = 2, condition: str = "CB", start: int = 0) -> list[dict[str, str]]:
     rows = []
     (directory / "img").mkdir(parents=True, exist_ok=True)
     for i in range(start, start + n):
         name = f"img/{condition}_{i}.png"
-        (directory / name).write_bytes(png_bytes(grey()))
+        (directory / name).write_bytes(png_bytes(benign(i) if condition == "CB" else adversarial(i)))
         rows.append({"condition": condition, "image_index": str(i), "label": str(i % 10), "path": name})
     return rows
 
@@ -88,7 +100,7 @@ def run_import(db, slug: str, directory: Path) -> dict[str, int]:  # type: ignor
 def test_valid_manifest_with_metrics_and_provenance_imports(db, study, tmp_path) -> None:  # type: ignore[no-untyped-def]
     d = tmp_path / "pool"
     (d / "img").mkdir(parents=True)
-    px = [grey() for _ in range(3)]
+    px = [benign(10), adversarial(10, 12), adversarial(11, 7), benign(11)]
     for i, p in enumerate(px):
         (d / "img" / f"{i}.png").write_bytes(png_bytes(p, with_text=True))
     rows = [
@@ -140,9 +152,10 @@ def test_valid_manifest_with_metrics_and_provenance_imports(db, study, tmp_path)
             "seed": "",
             "model_id": "",
         },
+        {"condition": "CB", "image_index": "11", "label": "9", "path": "img/3.png"},
     ]
     write_pool(d, rows)
-    assert run_import(db, study, d) == {"CB": 1, "CAP": 2}
+    assert run_import(db, study, d) == {"CB": 2, "CAP": 2}
     with db.session() as s:
         stims = {(st.condition.code, st.image_index): st for st in s.scalars(select(Stimulus))}
         cb, cap, manual = stims[("CB", 10)], stims[("CAP", 10)], stims[("CAP", 11)]
