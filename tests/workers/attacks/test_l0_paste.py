@@ -136,3 +136,16 @@ def test_sizes_follow_the_papers_distribution() -> None:
         draw_sizes(50, 28, 28, torch.Generator().manual_seed(0), PAPER_MEAN_FRACTION, PAPER_SD_FRACTION, 0.015, 0.15),
     )
     assert int(again.min()) >= 12
+
+
+def test_l0_sources_never_come_from_the_donor_slice() -> None:
+    from workers.attacks.l0_paste import DONOR_SLICE
+    from workers.generation.make import choose_benign, source_limit
+
+    assert source_limit("l0") == DONOR_SLICE.start == 5000
+    assert source_limit("l2") is None and source_limit("linf") is None
+    m = Matcher(0)
+    imgs = (_digits([c % 10 for c in range(60)], seed=5)[:, 0] * 255).round().to(torch.uint8).numpy()
+    labels = m(torch.from_numpy(imgs).float().div(255).unsqueeze(1)).argmax(1).numpy()
+    idx = choose_benign(m, imgs, labels, 20, 0, torch.device("cpu"), limit=30)
+    assert len(set(idx.tolist())) == 20 and int(idx.max()) < 30
