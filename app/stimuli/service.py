@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import ConfigError, NotFound
+from app.exports import iso_utc
 from app.models import Condition, Stimulus, Study
 from app.stimuli.budget import budget_problem
 from app.stimuli.images import conform, decode_png, encode_png
@@ -24,7 +25,7 @@ EXPORT_METRICS = ("model_pred", "l0", "l2", "linf", "ssim")
 # Provenance columns that go to their own fields rather than the metrics JSON.
 PROVENANCE = {"attack", "params", "seed", "model_id"}
 # Columns of our own export that are not metrics of the image.
-IGNORED = {"stimulus_id", "source", "sha256"}
+IGNORED = {"stimulus_id", "source", "sha256", "excluded_at", "excluded_reason", "replaces_stimulus_id"}
 
 
 def _num(value: str) -> Any:
@@ -278,6 +279,10 @@ def export_stimuli(session: Session, study: Study, out: Path) -> int:
         "model_id",
         "source",
         "sha256",
+        # An excluded stimulus left the pool (an admin's decision, with the reason); answers on it are kept.
+        "excluded_at",
+        "excluded_reason",
+        "replaces_stimulus_id",
     ]
     (out / "images").mkdir(exist_ok=True)
     with (out / "manifest.csv").open("w", newline="", encoding="utf-8") as fh:
@@ -291,6 +296,7 @@ def export_stimuli(session: Session, study: Study, out: Path) -> int:
             row += [_cell(s.metrics.get(k)) for k in EXPORT_METRICS]
             row += [_cell(s.metrics.get(k)) for k in extra_keys]
             row += [_cell(s.attack), _cell(s.params), _cell(s.seed), _cell(s.model_ref), s.source, s.sha256]
+            row += [iso_utc(s.excluded_at), _cell(s.excluded_reason), _cell(s.replaces_id)]
             w.writerow(row)
     return len(stimuli)
 

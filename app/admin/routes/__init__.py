@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.admin.routes import audit, participants, session, studies, users
+from app.admin.routes import audit, participants, session, stimuli, studies, users
 
 router = APIRouter()
-for module in (session, studies, participants, users, audit):
+for module in (session, studies, stimuli, participants, users, audit):
     router.include_router(module.router)
