@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
 from app.admin import audit
 from app.admin.deps import AdminDep, AdminFormDep, SessionDep
 from app.admin.routes._common import page, see_other
 from app.stimuli import gallery as galleries
+from app.stimuli import replace as replacing
 from app.studies import service as studies
 from app.studies.progress import study_progress
 
@@ -68,3 +69,36 @@ def exclude(
     session.commit()
     suffix = f"?{back}" if back and "\n" not in back and "://" not in back else ""
     return see_other(f"/admin/studies/{slug}/stimuli{suffix}#image-{stim.image_index}")
+
+
+@router.post("/studies/{slug}/stimuli/{stimulus_id}/replace")
+async def replace(
+    request: Request,
+    slug: str,
+    stimulus_id: int,
+    admin: AdminFormDep,
+    session: SessionDep,
+    image: Annotated[UploadFile, File()],
+    reason: Annotated[str, Form()] = "",
+) -> Response:
+    study = studies.get_study(session, slug)
+    data = await image.read(replacing.MAX_UPLOAD + 1)
+    name = (image.filename or "upload.png").rsplit("/", 1)[-1]
+    new = replacing.replace(session, study, stimulus_id, admin, data, name, reason)
+    audit.record(
+        session,
+        admin,
+        "stimulus.replace",
+        study=study,
+        target=f"stimulus {stimulus_id}",
+        details={
+            "image_index": new.image_index,
+            "condition": new.condition.code,
+            "new_stimulus": new.id,
+            "reason": " ".join(reason.split()),
+            "file": name,
+            "sha256": new.sha256,
+        },
+    )
+    session.commit()
+    return see_other(f"/admin/studies/{slug}/stimuli#image-{new.image_index}")

@@ -162,3 +162,75 @@ def test_participant_pages_still_leak_nothing(admin_client, db, study, new_pid) 
     with db.session() as s:
         ids = {str(i) for i in s.scalars(select(Stimulus.id))}
     assert not any(src.rsplit("/", 1)[-1] in ids for src in srcs)
+
+
+def _png(pixels) -> bytes:  # type: ignore[no-untyped-def]
+    from app.stimuli.images import encode_png
+
+    return encode_png(pixels).png
+
+
+def _cb_and_cai(db, index: int = 1):  # type: ignore[no-untyped-def]
+    from app.stimuli.images import decode_png
+
+    with db.session() as s:
+        st = get_study(s, "gal")
+        cb = s.scalar(
+            select(Stimulus).where(Stimulus.condition_id == st.condition("CB").id, Stimulus.image_index == index)
+        )
+        cai = s.scalar(
+            select(Stimulus).where(Stimulus.condition_id == st.condition("CAI").id, Stimulus.image_index == index)
+        )
+        return decode_png(cb.png), cb.id, cai.id
+
+
+def _replace(client, sid: int, data: bytes, reason: str = "hand-made, fewer pixels"):  # type: ignore[no-untyped-def]
+    return client.post(
+        f"/admin/studies/gal/stimuli/{sid}/replace",
+        data={"reason": reason, "csrf_token": client.csrf},
+        files={"image": ("mine.png", data, "image/png")},
+    )
+
+
+def test_replace_within_the_budget(admin_client, db, study) -> None:  # type: ignore[no-untyped-def]
+    benign, _cb, cai = _cb_and_cai(db)
+    adv = benign.copy()
+    adv[:2, :] = 255 - adv[:2, :]  # 56 pixels = 7.1% of 784, inside the 15% L0 budget
+    r = _replace(admin_client, cai, _png(adv))
+    assert r.status_code == 303, r.text[:500]
+    with db.session() as s:
+        old = s.get(Stimulus, cai)
+        new = s.scalar(select(Stimulus).where(Stimulus.replaces_id == cai))
+        assert old.excluded_at is not None and old.excluded_reason.startswith("replaced by an upload")
+        assert new.excluded_at is None and new.image_index == 1 and new.source == "upload"
+        assert new.metrics["l0"] == 56 and new.condition.code == "CAI"
+        assert pool_sizes(s, get_study(s, "gal"))["CAI"] == 4
+        entry = s.scalar(select(AuditEntry))
+        assert entry.action == "stimulus.replace" and entry.details["new_stimulus"] == new.id
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda b: 255 - b, "outside the l0 budget"),  # every pixel changed
+        (lambda b: b, "is the CB image itself"),
+        (None, "not a readable PNG"),
+        (lambda b: b[:20, :20].copy(), "expected 28x28"),
+    ],
+)
+@sqlite_only
+def test_a_bad_replacement_changes_nothing(admin_client, db, study, make, message) -> None:  # type: ignore[no-untyped-def]
+    benign, _cb, cai = _cb_and_cai(db)
+    data = b"not a png" if make is None else _png(make(benign))
+    r = _replace(admin_client, cai, data)
+    assert r.status_code == 422 and message in r.text, r.text[:600]
+    with db.session() as s:
+        assert s.get(Stimulus, cai).excluded_at is None
+        assert s.scalar(select(Stimulus).where(Stimulus.replaces_id == cai)) is None
+        assert s.scalar(select(AuditEntry)) is None
+
+
+@sqlite_only
+def test_cb_cannot_be_replaced(admin_client, db, study) -> None:  # type: ignore[no-untyped-def]
+    benign, cb, _cai = _cb_and_cai(db)
+    assert _replace(admin_client, cb, _png(benign)).status_code == 409
