@@ -321,6 +321,31 @@ def report_cmd(
     typer.echo(f"Wrote {out} ({result['sample']['total']['included']} participants analysed).")
 
 
+@cli.command("package")
+def package_cmd(
+    slug: str = typer.Argument(..., help="The study's slug."),
+    out: Path = typer.Option(..., "--out", help="The folder to write the Psych-DS dataset into."),
+    include_test: bool = typer.Option(False, "--include-test", help="Also write test participants (marked)."),
+    database_url: str | None = typer.Option(None),
+) -> None:
+    """A Psych-DS data package: trials, participants and stimuli tables, a data dictionary, the config."""
+    from app.analysis.package import write_package
+    from app.analysis.service import study_data
+
+    _out_dir(out)
+    db = _db(database_url)
+    try:
+        with db.session() as s:
+            data = study_data(s, slug)
+    except DomainError as exc:
+        _fail(exc.message)
+    counts = write_package(data, out, include_test=include_test)
+    typer.echo(
+        f"Wrote a Psych-DS dataset to {out}: {counts['trials']} trials, {counts['participants']} participants, "
+        f"{counts['stimuli']} stimuli."
+    )
+
+
 # --- admin ---------------------------------------------------------------------------------------
 
 

@@ -112,3 +112,43 @@ def test_empty_study_analyses_without_error(db, make_study, settings, tmp_path: 
     assert res.exit_code == 0, res.output
     assert "No participant counts yet" in res.output
     assert run(settings, "report", slug, "--out", str(tmp_path / "r.html")).exit_code == 0
+
+
+def test_data_package_is_psych_ds_and_gives_the_same_numbers(walked, settings, db, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pandas as pd
+
+    from app.analysis import analyze
+    from app.analysis.package import load_package
+    from app.analysis.service import study_data
+
+    out = tmp_path / "package"
+    res = run(settings, "package", walked, "--out", str(out))
+    assert res.exit_code == 0, res.output
+    desc = json.loads((out / "dataset_description.json").read_text())
+    assert desc["@context"] == "https://schema.org" and desc["@type"] == "Dataset"
+    measured = {v["name"] for v in desc["variableMeasured"]}
+    files = sorted((out / "data").glob("*.csv"))
+    assert [f.name for f in files] == [
+        "study-analysisstudy_table-participants_data.csv",
+        "study-analysisstudy_table-stimuli_data.csv",
+        "study-analysisstudy_table-trials_data.csv",
+    ]
+    dictionary = pd.read_csv(out / "data_dictionary.csv")
+    for f in files:  # Psych-DS: every column of every data file is in variableMeasured and the dictionary
+        frame = pd.read_csv(f)
+        assert set(frame.columns) <= measured
+        table = f.name.split("_table-")[1].split("_")[0]
+        assert set(frame.columns) == set(dictionary.loc[dictionary["table"] == table, "column"])
+    trials = pd.read_csv(files[2])
+    assert len(trials) == 4 * 4 + 4  # every trial of every participant (the unfinished one's 2 open trials too)
+    for col in ("position", "true_label"):
+        assert pd.api.types.is_integer_dtype(trials[col])
+    parts = pd.read_csv(files[0])
+    assert parts["included"].sum() == 4 and set(parts.loc[parts["included"] == 0, "exclusion"]) == {"not_finished"}
+    assert (out / "study.toml").read_text().startswith('\nslug = "analysis-study"')
+    # Analysed from the package, the numbers are those from the database.
+    with db.session() as s:
+        from_db = analyze(study_data(s, walked), mixed=False)
+    from_pkg = analyze(load_package(out), mixed=False)
+    from_db.pop("seconds"), from_pkg.pop("seconds")
+    assert from_pkg == from_db
