@@ -37,7 +37,23 @@ def _duration(seconds: float | None) -> str:
     return f"{m} min {s:02d} s" if m else f"{s} s"
 
 
+def _num(value: Any, digits: int = 3) -> str:
+    """A number as the analysis gives it, rounded for reading only ('-' when missing)."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return (
+            f"{value:.{digits}g}"
+            if abs(value) < 1e-3 or abs(value) >= 1e4
+            else f"{value:.{digits}f}".rstrip("0").rstrip(".")
+        )
+    return str(value)
+
+
 templates.env.filters["dt"] = _dt
+templates.env.filters["num"] = _num
 templates.env.filters["duration"] = _duration
 templates.env.filters["audit_details"] = _audit_details
 

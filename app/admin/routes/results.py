@@ -1,0 +1,56 @@
+"""Results: the analysis service's tables and figures, exclusions, the HTML report and the analysis outputs."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from app.admin import results as analysis
+from app.admin.deps import AdminDep, SessionDep
+from app.admin.routes._common import page
+from app.errors import NotFound
+from app.studies import service as studies
+
+router = APIRouter(prefix="/admin")
+
+
+@router.get("/studies/{slug}/results")
+def results(request: Request, slug: str, admin: AdminDep, session: SessionDep) -> Response:
+    study = studies.get_study(session, slug)
+    return page(request, "admin/results.html", admin, study=study, res=analysis.results(session, study))
+
+
+@router.get("/studies/{slug}/results/figures/{name}")
+def figure(slug: str, name: str, admin: AdminDep, session: SessionDep) -> Response:
+    res = analysis.results(session, studies.get_study(session, slug))
+    if name not in res.figures:
+        raise NotFound(f"no figure '{name}'")
+    return Response(res.figures[name], media_type="image/svg+xml", headers={"Cache-Control": "private, no-cache"})
+
+
+def _download(content: bytes | str, media_type: str, filename: str) -> Response:
+    return Response(
+        content, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+    )
+
+
+@router.get("/studies/{slug}/results/report.html")
+def report(slug: str, admin: AdminDep, session: SessionDep) -> Response:
+    res = analysis.results(session, studies.get_study(session, slug))
+    suffix = "-provisional" if res.provisional else ""
+    return _download(analysis.report_html(res), "text/html; charset=utf-8", f"{slug}-report{suffix}.html")
+
+
+@router.get("/studies/{slug}/results/analysis.json")
+def analysis_json(slug: str, admin: AdminDep, session: SessionDep) -> Response:
+    res = analysis.results(session, studies.get_study(session, slug))
+    body = {**res.result, "provisional": res.provisional}
+    return _download(json.dumps(body, indent=2), "application/json", f"{slug}-analysis.json")
+
+
+@router.get("/studies/{slug}/results/analysis.zip")
+def analysis_zip(slug: str, admin: AdminDep, session: SessionDep) -> Response:
+    res = analysis.results(session, studies.get_study(session, slug))
+    return _download(analysis.outputs_zip(res, slug), "application/zip", f"{slug}-analysis.zip")
