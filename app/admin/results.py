@@ -77,7 +77,8 @@ def _fingerprint(session: Session, study: Study) -> str:
 
 def results(session: Session, study: Study) -> Results:
     fp = _fingerprint(session, study)
-    key = (str(session.get_bind().url), study.id)
+    bind = session.get_bind()
+    key = (str(bind.engine.url), study.id)
     with _lock:
         hit = _cache.get(key)
     if hit is not None and hit[0] == fp:
@@ -111,4 +112,20 @@ def outputs_zip(r: Results, slug: str) -> bytes:
     with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for path in write_outputs(r.result, Path(tmp)):
             zf.write(path, f"{slug}-analysis/{path.name}")
+    return buf.getvalue()
+
+
+def package_zip(r: Results, slug: str) -> bytes:
+    """The Psych-DS data package (`lpstudy package`): trials, participants and stimuli, dictionary, config."""
+    import tempfile
+    from pathlib import Path
+
+    from app.analysis.package import write_package
+
+    buf = io.BytesIO()
+    with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        root = Path(tmp) / f"{slug}-data"
+        write_package(r.data, root)
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            zf.write(path, str(path.relative_to(Path(tmp))))
     return buf.getvalue()

@@ -54,3 +54,9 @@ def analysis_json(slug: str, admin: AdminDep, session: SessionDep) -> Response:
 def analysis_zip(slug: str, admin: AdminDep, session: SessionDep) -> Response:
     res = analysis.results(session, studies.get_study(session, slug))
     return _download(analysis.outputs_zip(res, slug), "application/zip", f"{slug}-analysis.zip")
+
+
+@router.get("/studies/{slug}/results/data-package.zip")
+def data_package(slug: str, admin: AdminDep, session: SessionDep) -> Response:
+    res = analysis.results(session, studies.get_study(session, slug))
+    return _download(analysis.package_zip(res, slug), "application/zip", f"{slug}-data-package.zip")

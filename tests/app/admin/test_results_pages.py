@@ -70,6 +70,8 @@ def test_downloads_report_and_outputs(admin_client, db, piloted) -> None:  # typ
     z = zipfile.ZipFile(io.BytesIO(admin_client.get("/admin/studies/res/results/analysis.zip").content))
     names = {n.split("/", 1)[1] for n in z.namelist()}
     assert {"analysis.json", "conditions.csv", "comparisons.csv", "exclusions.csv", "fig3_accuracy.svg"} <= names
+    pkg = zipfile.ZipFile(io.BytesIO(admin_client.get("/admin/studies/res/results/data-package.zip").content))
+    assert any(n.endswith("dataset_description.json") for n in pkg.namelist()), pkg.namelist()
     j = admin_client.get("/admin/studies/res/results/analysis.json").json()
     assert j["provisional"] is True and j["sample"]["total"]["included"] == 6
     admin_client.post("/admin/studies/res/close", data={"csrf_token": admin_client.csrf})
