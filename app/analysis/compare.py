@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -28,8 +29,13 @@ def t_tests(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
     if va == 0 and vb == 0:
         out["notes"].append("no variance in either condition (every participant scored the same): t is undefined")
         return out
+    if va == 0 or vb == 0:
+        out["notes"].append("one condition has no variance (every participant scored the same)")
     for name, equal in (("welch", False), ("student", True)):
-        r = st.ttest_ind(a, b, equal_var=equal)
+        with warnings.catch_warnings():
+            # scipy warns about precision loss when one group is constant; that case is handled and noted above.
+            warnings.filterwarnings("ignore", message="Precision loss occurred", category=RuntimeWarning)
+            r = st.ttest_ind(a, b, equal_var=equal)
         out[name] = {"t": num(r.statistic), "df": num(r.df), "p": num(r.pvalue)}
     return out
 

@@ -41,6 +41,9 @@ class StimulusRecord:
     image_index: int
     label: int
     metrics: dict[str, Any] = field(default_factory=dict)
+    # Taken out of the pool by an admin (broken image, replaced): its answers do not count.
+    excluded: bool = False
+    excluded_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,8 @@ def load_study(session: Session, study: Study) -> StudyData:
         )
     stimuli = [
         StimulusRecord(id=s.id, condition=codes[s.condition_id], image_index=s.image_index, label=s.label,
-                       metrics=dict(s.metrics or {}))
+                       metrics=dict(s.metrics or {}), excluded=s.excluded_at is not None,
+                       excluded_reason=s.excluded_reason)
         for s in session.scalars(select(Stimulus).where(Stimulus.study_id == study.id).order_by(Stimulus.id))
     ]  # fmt: skip
     label_of = {s.id: s.label for s in stimuli}

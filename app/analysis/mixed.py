@@ -39,11 +39,6 @@ def fit_mixed(
     if not enabled:
         out["notes"].append("not fitted: turned off ([analysis] mixed_model = false, or --no-mixed)")
         return out
-    try:
-        from statsmodels.genmod.bayes_mixed_glm import BinomialBayesMixedGLM
-    except ImportError:
-        out["notes"].append("statsmodels is not installed: the mixed model is skipped")
-        return out
     n = len(answers)
     present = sorted(set(answers.condition.tolist()))
     if n == 0 or len(present) < 2:
@@ -51,6 +46,11 @@ def fit_mixed(
         return out
     if n > max_answers:
         out["notes"].append(f"{n} answers is more than {max_answers}: the variational fit would take minutes; skipped")
+        return out
+    try:
+        from statsmodels.genmod.bayes_mixed_glm import BinomialBayesMixedGLM
+    except ImportError:
+        out["notes"].append("statsmodels is not installed: the mixed model is skipped")
         return out
     y = answers.correct
     ref = present[0]

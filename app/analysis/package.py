@@ -69,6 +69,8 @@ STIMULI_BASE = [
     ("image_index", "integer", "", "Index of the source image in the dataset's test split; the same source image "
      "has the same index in every condition"),
     ("true_label", "integer", "", "The source image's label (0-9)"),
+    ("excluded", "boolean", "", "1 if an admin took the stimulus out of the pool; its answers do not count"),
+    ("excluded_reason", "string", "", "Why it was taken out (empty if not)"),
 ]  # fmt: skip
 METRICS = {
     "l0": ("integer", "pixels", "Pixels changed from the source image (L0 distance)"),
@@ -121,7 +123,12 @@ def _exclusion_of(data: StudyData, include_test: bool) -> dict[str, str]:
     sample = select_sample(data, include_test=include_test)
     included = {p.key for p in sample.included}
     threshold = sample.attention_threshold
-    answered = {t.participant for t in data.trials if t.kind == "stimulus" and t.response is not None}
+    gone = {s.id for s in data.stimuli if s.excluded}
+    answered = {
+        t.participant
+        for t in data.trials
+        if t.kind == "stimulus" and t.response is not None and t.stimulus_id not in gone
+    }
     out = {}
     for p in data.participants:
         if p.key in included:
@@ -177,7 +184,10 @@ def write_package(data: StudyData, out: Path, *, include_test: bool = False) -> 
         w = csv.writer(fh)
         w.writerow([c[0] for c in STIMULI_BASE] + metric_cols)
         for s in data.stimuli:
-            w.writerow([s.id, s.condition, s.image_index, s.label] + [_c(s.metrics.get(k)) for k in metric_cols])
+            w.writerow(
+                [s.id, s.condition, s.image_index, s.label, int(s.excluded), _c(s.excluded_reason)]
+                + [_c(s.metrics.get(k)) for k in metric_cols]
+            )
         counts["stimuli"] = len(data.stimuli)
     dictionary = _dictionary(metric_cols)
     with (out / "data_dictionary.csv").open("w", newline="", encoding="utf-8") as fh:
@@ -282,7 +292,8 @@ def load_package(folder: Path) -> StudyData:
     base = {c[0] for c in STIMULI_BASE}
     stimuli = [
         StimulusRecord(int(r["stimulus_id"]), r["condition"], int(r["image_index"]), int(r["true_label"]),
-                       {k: _number(v) for k, v in r.items() if k not in base and v != ""})
+                       {k: _number(v) for k, v in r.items() if k not in base and v != ""},
+                       excluded=r["excluded"] == "1", excluded_reason=r["excluded_reason"] or None)
         for r in rows("stimuli")
     ]  # fmt: skip
     participants = [

@@ -51,9 +51,10 @@ def attention_threshold(data: StudyData) -> int | None:
 
 def select_sample(data: StudyData, include_test: bool = False) -> Sample:
     threshold = attention_threshold(data)
+    excluded_ids = {s.id for s in data.stimuli if s.excluded}
     answered: dict[str, int] = {}
     for t in data.trials:
-        if t.kind == STIMULUS and t.response is not None and t.truth is not None:
+        if t.kind == STIMULUS and t.response is not None and t.truth is not None and t.stimulus_id not in excluded_ids:
             answered[t.participant] = answered.get(t.participant, 0) + 1
     reasons = ("test", "no_consent", "not_finished", "attention", "no_answers")
     counts = {c: dict.fromkeys(("assigned", *reasons, "included"), 0) for c in data.conditions}
@@ -75,6 +76,11 @@ def select_sample(data: StudyData, include_test: bool = False) -> Sample:
             row["included"] += 1
             included.append(p)
     totals = {k: sum(r[k] for r in counts.values()) for k in ("assigned", *reasons, "included")}
+    keys = {p.key for p in included}
+    dropped = sum(
+        1 for t in data.trials
+        if t.participant in keys and t.stimulus_id in excluded_ids and t.response is not None
+    )  # fmt: skip
     exclusions = {
         "rule": {
             "include_test": include_test,
@@ -83,6 +89,12 @@ def select_sample(data: StudyData, include_test: bool = False) -> Sample:
         },
         "by_condition": counts,
         "total": totals,
+        "excluded_stimuli": [
+            {"stimulus_id": s.id, "condition": s.condition, "image_index": s.image_index, "reason": s.excluded_reason}
+            for s in data.stimuli
+            if s.excluded
+        ],
+        "answers_on_excluded_stimuli": dropped,
         "reasons": {
             "test": "test participants (admin previews, lpstudy bots pilots)",
             "no_consent": "declined consent",
@@ -90,7 +102,7 @@ def select_sample(data: StudyData, include_test: bool = False) -> Sample:
             "attention": (
                 f"failed at least {threshold} attention check(s)" if threshold is not None else "rule not applied"
             ),
-            "no_answers": "finished without answering any image",
+            "no_answers": "finished without answering any image (that is still in the pool)",
         },
     }
     return Sample(included, build_answers(data, included), exclusions, threshold)
@@ -101,13 +113,14 @@ def build_answers(data: StudyData, included: list[ParticipantRecord]) -> Answers
     cond_index = {c: i for i, c in enumerate(data.conditions)}
     p_cond = [cond_index[p.condition] for p in included]
     image_of = {s.id: s.image_index for s in data.stimuli}
+    excluded_ids = {s.id for s in data.stimuli if s.excluded}
     cols: dict[str, list] = {k: [] for k in Answers.__dataclass_fields__}
     for t in data.trials:
         i = index.get(t.participant)
         if i is None or t.kind != STIMULUS:
             continue
         ok = is_correct(t.response, t.truth)
-        if ok is None or t.stimulus_id is None:
+        if ok is None or t.stimulus_id is None or t.stimulus_id in excluded_ids:
             continue
         cols["participant"].append(i)
         cols["condition"].append(p_cond[i])

@@ -36,6 +36,11 @@ def summary_text(r: dict[str, Any]) -> str:
         f"{t['no_consent']} no consent, {t['not_finished']} not finished, {t['attention']} attention, "
         f"{t['no_answers']} without answers."
     )
+    if smp["excluded_stimuli"]:
+        out.append(
+            f"Stimuli taken out of the pool: {len(smp['excluded_stimuli'])}; "
+            f"{smp['answers_on_excluded_stimuli']} answer(s) on them left out."
+        )
     for n in r["notes"]:
         out.append(f"Note: {n}")
     out += ["", f"Per condition (accuracy per user: mean, {level}% CI t / bootstrap; majority vote over images)"]

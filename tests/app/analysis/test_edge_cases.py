@@ -114,3 +114,21 @@ def test_attention_rule_from_the_config(hand) -> None:  # type: ignore[no-untype
     r = analyze(off, mixed=False)
     assert r["sample"]["total"]["attention"] == 0 and r["sample"]["total"]["included"] == 8
     assert analyze(data, include_test=True, mixed=False)["sample"]["total"]["test"] == 0
+
+
+def test_answers_on_an_excluded_stimulus_do_not_count(hand) -> None:  # type: ignore[no-untyped-def]
+    data = hand()
+    # Take CB image 2 (stimulus 3) out of the pool: its three answers (5, 2, 2) go.
+    stimuli = [
+        dataclasses.replace(s, excluded=True, excluded_reason="blurred") if s.id == 3 else s for s in data.stimuli
+    ]
+    r = analyze(dataclasses.replace(data, stimuli=stimuli), mixed=False)
+    assert r["sample"]["answers_on_excluded_stimuli"] == 3
+    assert r["sample"]["excluded_stimuli"] == [
+        {"stimulus_id": 3, "condition": "CB", "image_index": 2, "reason": "blurred"}
+    ]
+    cb = r["conditions"]["CB"]
+    assert cb["n_answers"] == 6 and cb["accuracy"]["mean"] == pytest.approx((1 + 0.5 + 1) / 3)
+    assert r["comparisons"][0]["items"]["n_images"] == 2  # image 2 is no longer paired
+    assert "taken out of the pool" in summary_text(r)
+    _render_everything(data, r)
