@@ -9,12 +9,16 @@ from pathlib import Path
 
 import typer
 
-from app.config import Settings
+from app import clitools
 from app.db import Database, upgrade
 from app.errors import DomainError
 
 cli = typer.Typer(
-    no_args_is_help=True, add_completion=False, help="lpstudy: human perception studies of adversarial examples."
+    cls=clitools.LpstudyGroup,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="lpstudy: human perception studies of adversarial examples.",
 )
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 study_app = typer.Typer(no_args_is_help=True, help="Create and manage studies.")
@@ -28,34 +32,42 @@ cli.add_typer(admin_app, name="admin")
 log = logging.getLogger("lpstudy")
 
 
-def _settings(database_url: str | None = None) -> Settings:
-    try:
-        s = Settings()
-    except Exception as exc:  # pydantic validation or insecure production
-        _fail(str(exc))
-    if database_url:
-        s = s.model_copy(update={"database_url": database_url})
-    return s
-
-
-def _fail(message: str, code: int = 1) -> None:
-    typer.echo(f"Error: {message}", err=True)
-    raise typer.Exit(code)
+_settings = clitools.settings
+_fail = clitools.fail
 
 
 def _db(database_url: str | None = None) -> Database:
-    return Database(_settings(database_url))
+    """The configured database, checked (exists, reachable, migrated) before anything touches it."""
+    return clitools.open_db(database_url)
 
 
 # --- db ------------------------------------------------------------------------------------------
 
 
+def _check_revision(revision: str) -> None:
+    """An unknown revision is a one-line error before anything is opened or created."""
+    from alembic.script import ScriptDirectory
+
+    from app.db import MIGRATIONS_DIR
+
+    if revision in ("head", "heads", "base") or any(ch in revision for ch in "+-@:"):
+        return
+    script = ScriptDirectory(str(MIGRATIONS_DIR))
+    known = sorted(r.revision for r in script.walk_revisions())
+    if revision not in known:
+        _fail(f"unknown revision {revision!r}; this lpstudy has {', '.join(known)} (or head, base)")
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: str = typer.Argument("head"), database_url: str | None = typer.Option(None)) -> None:
     """Apply migrations (alembic upgrade)."""
+    from app.dbcheck import shown
+
+    _check_revision(revision)
     s = _settings(database_url)
+    clitools.open_db(s=s, create=True).dispose()  # a bad or unreachable URL: one line, nothing created
     upgrade(s.database_url, revision)
-    typer.echo(f"Database at {s.database_url.split('@')[-1]} is at revision {revision}.")
+    typer.echo(f"Database at {shown(s.database_url).split('@')[-1]} is at revision {revision}.")
 
 
 @db_app.command("downgrade")
@@ -63,7 +75,9 @@ def db_downgrade(revision: str = typer.Argument(...), database_url: str | None =
     """Revert migrations down to REVISION (e.g. 'base')."""
     from app.db import downgrade
 
+    _check_revision(revision)
     s = _settings(database_url)
+    clitools.open_db(s=s, migrated=False).dispose()
     downgrade(s.database_url, revision)
     typer.echo(f"Database downgraded to {revision}.")
 
@@ -207,8 +221,7 @@ def stimuli_import(
     from app.stimuli.service import import_stimuli
     from app.studies.service import get_study
 
-    if not directory.is_dir():
-        _fail(f"{directory}: not a folder")
+    clitools.require_dir(directory)
     db = _db(database_url)
     try:
         with db.session() as s:
@@ -228,6 +241,7 @@ def stimuli_export(
     from app.stimuli.service import export_stimuli
     from app.studies.service import get_study
 
+    clitools.output_dir(out)
     db = _db(database_url)
     try:
         with db.session() as s:
@@ -247,6 +261,7 @@ def export(
     from app.exports import export_results
     from app.studies.service import get_study
 
+    clitools.output_dir(out)
     db = _db(database_url)
     try:
         with db.session() as s:
@@ -397,8 +412,8 @@ def worker(
     if device not in ("auto", "cpu", "cuda"):
         _fail(f"--device must be auto, cpu or cuda, not {device!r}", 2)
     s = _settings(database_url)
+    db = clitools.open_db(s=s)
     logging.basicConfig(level=s.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    db = Database(s)
     try:
         w = Worker(db, device=device, lease_s=lease_seconds, poll_s=poll_seconds)
     except (RuntimeError, ValueError) as exc:
@@ -443,6 +458,9 @@ def serve(
     import uvicorn
 
     s = _settings(database_url)
+    clitools.open_db(s=s).dispose()
+    if workers == 1:
+        clitools.require_free_port(host, port)
     if database_url:
         os.environ["LPSTUDY_DATABASE_URL"] = database_url
     logging.basicConfig(level=s.log_level)
@@ -480,7 +498,10 @@ def demo(
 
     s = _settings(database_url)
     if data_dir is not None:
+        clitools.require_dir(data_dir)
         s = s.model_copy(update={"data_dir": data_dir})
+    clitools.require_free_port(host, port)
+    clitools.open_db(s=s, create=True).dispose()  # a bad URL: one line, nothing created
     logging.basicConfig(level=logging.WARNING)
     upgrade(s.database_url)
     demo_data, source = prepare_demo_data(Path(s.data_dir), Path("var/demo-data"))

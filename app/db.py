@@ -32,8 +32,6 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     if url.startswith("sqlite"):
         u = make_url(url)
         file_db = bool(u.database) and u.database != ":memory:"
-        if file_db:
-            Path(u.database).parent.mkdir(parents=True, exist_ok=True)  # type: ignore[arg-type]
         # A file database gets the same pool as PostgreSQL (the default, 5 + 10, churns overflow connections).
         pool_args = {"pool_size": pool_size, "max_overflow": pool_size} if file_db else {}
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **pool_args)
@@ -112,7 +110,12 @@ def alembic_config(url: str):  # type: ignore[no-untyped-def]
 
 
 def upgrade(url: str, revision: str = "head") -> None:
+    """Migrate (creating the database, and an SQLite file's folder, if need be: only upgrade creates them)."""
     from alembic import command
+
+    u = make_url(normalize_url(url))
+    if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
+        Path(u.database).parent.mkdir(parents=True, exist_ok=True)
 
     command.upgrade(alembic_config(url), revision)
 
