@@ -1,4 +1,7 @@
-"""Tidy CSV exports of a study's results: one row per answered trial, one row per participant."""
+"""Tidy CSV exports of a study's results: one row per answered trial, one row per participant.
+
+Real participants only by default; `include_test` adds the test participants (previews, bots) and an `is_test`
+and a `test_kind` column to both files."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from app.analysis.scoring import is_correct, truth_of
 from app.models import Condition, Participant, Stimulus, Study, Trial
+from app.participants.repository import is_real, study_participants
 
 TRIAL_COLUMNS = (
     "prolific_pid",
@@ -56,14 +60,18 @@ def _c(v: object) -> str:
     return "" if v is None else str(v)
 
 
-def export_results(session: Session, study: Study, out: Path) -> tuple[int, int]:
+TEST_COLUMNS = ("is_test", "test_kind")
+
+
+def export_results(session: Session, study: Study, out: Path, *, include_test: bool = False) -> tuple[int, int]:
     """Write trials.csv and participants.csv (UTF-8, comma, ISO-8601 UTC times, empty = missing)."""
     out.mkdir(parents=True, exist_ok=True)
     n_trials = 0
+    extra = TEST_COLUMNS if include_test else ()
     with (out / "trials.csv").open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
-        w.writerow(TRIAL_COLUMNS)
-        rows = session.execute(
+        w.writerow(TRIAL_COLUMNS + extra)
+        query = (
             select(
                 Participant.prolific_pid,
                 Participant.prolific_session_id,
@@ -79,6 +87,8 @@ def export_results(session: Session, study: Study, out: Path) -> tuple[int, int]
                 Trial.answered_at,
                 Trial.kind,
                 Trial.expected_label,
+                Participant.is_test,
+                Participant.test_kind,
             )
             .join(Participant, Participant.id == Trial.participant_id)
             .join(Condition, Condition.id == Participant.condition_id)
@@ -86,7 +96,9 @@ def export_results(session: Session, study: Study, out: Path) -> tuple[int, int]
             .where(Participant.study_id == study.id, Trial.answered_at.is_not(None))
             .order_by(Participant.id, Trial.position)
         )
-        for pid, sess, code, pos, sid, idx, true_label, resp, conf, rt, shown, answered, kind, expected in rows:
+        rows = session.execute(query if include_test else query.where(is_real()))
+        for row in rows:
+            pid, sess, code, pos, sid, idx, true_label, resp, conf, rt, shown, answered, kind, expected, *_ = row
             truth = truth_of(kind, true_label, expected)
             ok = is_correct(resp, truth)
             correct = "" if ok is None else int(ok)
@@ -106,18 +118,17 @@ def export_results(session: Session, study: Study, out: Path) -> tuple[int, int]
                     iso_utc(answered),
                     kind,
                     correct,
+                    *([int(row.is_test), _c(row.test_kind)] if include_test else []),
                 ]
             )
             n_trials += 1
     n_participants = 0
     with (out / "participants.csv").open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
-        w.writerow(PARTICIPANT_COLUMNS)
+        w.writerow(PARTICIPANT_COLUMNS + extra)
+        participants = study_participants(study.id, include_test=include_test)
         for p, code in session.execute(
-            select(Participant, Condition.code)
-            .join(Condition, Condition.id == Participant.condition_id)
-            .where(Participant.study_id == study.id)
-            .order_by(Participant.id)
+            participants.add_columns(Condition.code).join(Condition, Condition.id == Participant.condition_id)
         ):
             w.writerow(
                 [
@@ -133,6 +144,7 @@ def export_results(session: Session, study: Study, out: Path) -> tuple[int, int]
                     _c(p.student),
                     _c(p.employment),
                     p.attention_failures,
+                    *([int(p.is_test), _c(p.test_kind)] if include_test else []),
                 ]
             )
             n_participants += 1

@@ -174,7 +174,7 @@ def _prolific_id(rng: random.Random | None = None) -> str:
     return "".join(r.choice("0123456789abcdef") for _ in range(24))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_study():  # type: ignore[no-untyped-def]
     """make_study(db, slug=..., trials=..., pool=..., conditions=..., target=..., activate=...) -> slug"""
     return _make_study

@@ -7,6 +7,10 @@ per-condition counts, the study's assignment_seq and any participant with this P
 condition and stimuli are chosen from it. The lock's UPDATE returns the new assignment_seq: if it is the one
 read plus one, no assignment happened in between and the decision stands (the lock is then held only for the
 two INSERTs). Otherwise everything is read and decided again under the lock.
+
+Test participants (an admin's preview, `lpstudy bots`; see participants.pilots) take the same path, but are
+counted apart: real participants' counts and stimulus balance never see them, and they are balanced among
+themselves, with no target, in any study status.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, case, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from app.errors import NotFound, StudyUnavailable
+from app.errors import BadRequest, NotFound, StudyUnavailable
 from app.models import ParticipantStatus, Stage, Study, StudyStatus
 from app.models.base import utcnow
+from app.participants.pilots import EntryGrant
 from app.participants.tables import ACTIVE, ST, C, P, S, T, autocommit, new_token
 from app.prolific import EntryParams
 
@@ -36,8 +41,11 @@ _LOCK = (
 )
 
 
-def _entry_state(conn: Connection, study_id: int, pid: str, cutoff: dt.datetime) -> tuple[int, str | None, list]:
-    """(assignment_seq, token of this PID's participant or None, [(condition id, code, target, filled)])."""
+def _entry_state(
+    conn: Connection, study_id: int, pid: str, cutoff: dt.datetime, is_test: bool = False
+) -> tuple[int, str | None, list]:
+    """(assignment_seq, token of this PID's participant or None, [(condition id, code, target, filled)]).
+    `filled` counts real participants, or for a test entry the test participants."""
     active = P.c.status == ACTIVE
     filled = func.count(
         case(((active & (P.c.last_seen_at >= cutoff)) | (P.c.status == ParticipantStatus.COMPLETED.value), 1))
@@ -46,7 +54,7 @@ def _entry_state(conn: Connection, study_id: int, pid: str, cutoff: dt.datetime)
     seq = select(ST.c.assignment_seq).where(ST.c.id == study_id).scalar_subquery()
     rows = conn.execute(
         select(C.c.id, C.c.code, C.c.target, filled, seq, existing)
-        .select_from(C.outerjoin(P, P.c.condition_id == C.c.id))
+        .select_from(C.outerjoin(P, (P.c.condition_id == C.c.id) & (P.c.is_test.is_(is_test))))
         .where(C.c.study_id == study_id)
         .group_by(C.c.id, C.c.code, C.c.target)
         .order_by(C.c.id)
@@ -56,14 +64,16 @@ def _entry_state(conn: Connection, study_id: int, pid: str, cutoff: dt.datetime)
     return rows[0][4], rows[0][5], [tuple(r[:4]) for r in rows]
 
 
-def _shown_counts(conn: Connection, condition_id: int) -> list[tuple[int, int]]:
-    """[(stimulus id, times given to active or completed participants)] for one condition's pool."""
+def _shown_counts(conn: Connection, condition_id: int, is_test: bool = False) -> list[tuple[int, int]]:
+    """[(stimulus id, times given to active or completed participants)] for one condition's pool (real
+    participants; for a test entry, test participants)."""
     shown = (
         select(T.c.stimulus_id, func.count().label("n"))
         .select_from(T.join(P, P.c.id == T.c.participant_id))
         .where(
             P.c.condition_id == condition_id,
             P.c.status.in_([ACTIVE, ParticipantStatus.COMPLETED.value]),
+            P.c.is_test.is_(is_test),
         )
         .group_by(T.c.stimulus_id)
         .subquery()
@@ -82,9 +92,17 @@ class _Decision:
     trials: list[dict[str, Any]]  # without participant_id
 
 
-def _decide(conn: Connection, study: Any, counts: list, rng: random.Random) -> _Decision:
-    """Least-filled open condition (random tie-break), then its least-shown stimuli in random order."""
-    open_ = [c for c in counts if c[3] < c[2]]
+def _decide(
+    conn: Connection, study: Any, counts: list, rng: random.Random, test: EntryGrant | None = None
+) -> _Decision:
+    """Least-filled open condition (random tie-break), then its least-shown stimuli in random order.
+    A test entry has no target to respect (every condition is open), or the one condition it previews."""
+    if test is None:
+        open_ = [c for c in counts if c[3] < c[2]]
+    else:
+        open_ = [c for c in counts if test.condition in (None, c[1])]
+        if not open_:
+            raise BadRequest(f"This study has no condition {test.condition}.", title="Test link not valid")
     if not open_:
         raise StudyUnavailable(
             "This study has all the participants it needs. Thank you for your interest. "
@@ -94,7 +112,7 @@ def _decide(conn: Connection, study: Any, counts: list, rng: random.Random) -> _
     least = min(c[3] for c in open_)
     code = rng.choice(sorted(c[1] for c in open_ if c[3] == least))
     condition_id = next(c[0] for c in open_ if c[1] == code)
-    rows = _shown_counts(conn, condition_id)
+    rows = _shown_counts(conn, condition_id, is_test=test is not None)
     need = study.trials_per_participant
     if len(rows) < need:
         raise StudyUnavailable("This study is not ready yet. Please return the study on Prolific.", reason="not-ready")
@@ -131,9 +149,13 @@ def _not_active(engine: Engine, study_id: int) -> StudyUnavailable:
     )
 
 
-def enter(engine: Engine, slug: str, params: EntryParams, rng: random.Random | None = None) -> str:
-    """The token of this PID's participant, assigning a new one if needed. Raises if the study can't take them."""
+def enter(
+    engine: Engine, slug: str, params: EntryParams, rng: random.Random | None = None, test: EntryGrant | None = None
+) -> str:
+    """The token of this PID's participant, assigning a new one if needed. Raises if the study can't take them.
+    `test` (a verified test token) makes a new participant a test participant of that kind."""
     rng = rng or random.SystemRandom()
+    is_test = test is not None
     with autocommit(engine) as conn:  # the reads that prepare the decision: no transaction needed
         study = conn.execute(_STUDY_FOR_ENTRY, {"slug": slug}).first()
         if study is None:
@@ -141,21 +163,21 @@ def enter(engine: Engine, slug: str, params: EntryParams, rng: random.Random | N
                 "There is no study at this address. Please check the link you were given.", title="Study not found"
             )
         cutoff = utcnow() - dt.timedelta(minutes=study.timeout_minutes)
-        seq, existing, counts = _entry_state(conn, study.id, params.pid, cutoff)
+        seq, existing, counts = _entry_state(conn, study.id, params.pid, cutoff, is_test)
         if existing is not None:
             return str(existing)  # the same PID again: resume, never a second assignment
-        if study.status != StudyStatus.ACTIVE:
+        if study.status != StudyStatus.ACTIVE and not is_test:  # a preview or pilot may run before activation
             raise _not_active(engine, study.id)
-        decision = _decide(conn, study, counts, rng)
+        decision = _decide(conn, study, counts, rng, test)
 
     with engine.connect() as conn:
         locked_seq = conn.execute(_LOCK, {"b_id": study.id}).scalar_one()  # takes the study's lock
         if locked_seq != seq + 1:  # someone was assigned since: decide again, now under the lock
-            _seq, existing, counts = _entry_state(conn, study.id, params.pid, cutoff)
+            _seq, existing, counts = _entry_state(conn, study.id, params.pid, cutoff, is_test)
             if existing is not None:
                 conn.rollback()
                 return str(existing)
-            decision = _decide(conn, study, counts, rng)
+            decision = _decide(conn, study, counts, rng, test)
         now = utcnow()
         token = new_token()
         participant_id = conn.execute(
@@ -173,6 +195,8 @@ def enter(engine: Engine, slug: str, params: EntryParams, rng: random.Random | N
                 attention_failures=0,
                 started_at=now,
                 last_seen_at=now,
+                is_test=is_test,
+                test_kind=test.kind if test is not None else None,
             )
             .returning(P.c.id)
         ).scalar_one()

@@ -34,6 +34,7 @@ class PageState:
     stimulus_public_id: str | None = None
     stimulus_size: tuple[int, int] | None = None
     total_trials: int = 0
+    test_kind: str | None = None  # "preview" or "bot" for a test participant
 
 
 def current_page(engine: Engine, studies: StudyCache, token: str) -> PageState:
@@ -49,7 +50,7 @@ def current_page(engine: Engine, studies: StudyCache, token: str) -> PageState:
             r = conn.execute(q.PAGE, {"token": token}).first()
         if r is None:
             raise NotFound(NOT_FOUND, title="Page not found")
-        state = PageState(stage=r.stage, status=r.status, study=studies.get(conn, r.study_id))
+        state = PageState(stage=r.stage, status=r.status, study=studies.get(conn, r.study_id), test_kind=r.test_kind)
         if r.stage == TRIALS:
             if r.trial_id is None:
                 raise NotFound("This trial does not exist.")

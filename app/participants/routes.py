@@ -18,7 +18,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from app.models import Stage
-from app.participants import answers, assignment, pages
+from app.participants import answers, assignment, pages, pilots
 from app.participants.study_cache import StudyCache
 from app.prolific import completion_url, parse_entry_params
 from app.web import render
@@ -74,10 +74,16 @@ async def entry(
     PROLIFIC_PID: str | None = None,  # noqa: N803 - Prolific's parameter names
     STUDY_ID: str | None = None,  # noqa: N803
     SESSION_ID: str | None = None,  # noqa: N803
+    lpstudy_test: str | None = None,
 ) -> Response:
-    params = parse_entry_params(PROLIFIC_PID, STUDY_ID, SESSION_ID)
+    # A signed test token (admin preview, `lpstudy bots`) makes a test participant; a bad one is refused.
+    test = pilots.read_test_token(request.app.state.settings.secret_key, lpstudy_test, slug) if lpstudy_test else None
+    if test is not None and not PROLIFIC_PID:
+        params = pilots.generated_entry_params()  # a preview: fresh ids
+    else:
+        params = parse_entry_params(PROLIFIC_PID, STUDY_ID, SESSION_ID)
     hot = _hot(request)
-    token = await anyio.to_thread.run_sync(assignment.enter, hot.engine, slug, params, limiter=hot.entries)
+    token = await anyio.to_thread.run_sync(assignment.enter, hot.engine, slug, params, None, test, limiter=hot.entries)
     return _to_page(token)
 
 
@@ -86,7 +92,7 @@ async def page(request: Request, token: str) -> Response:
     hot = _hot(request)
     state = await hot.run(pages.current_page, hot.engine, hot.studies, token)
     study = state.study
-    ctx: dict[str, Any] = {"token": token, "study": study}
+    ctx: dict[str, Any] = {"token": token, "study": study, "test_kind": state.test_kind}
     if state.stage == Stage.CONSENT:
         return render(request, "participant/consent.html", **ctx)
     if state.stage == Stage.INSTRUCTIONS:

@@ -39,6 +39,7 @@ PAGE = (
         S.c.width,
         S.c.height,
         case((P.c.stage == TRIALS, trial_count()), else_=None).label("total"),
+        P.c.test_kind,
     )
     .select_from(
         P.outerjoin(
@@ -85,7 +86,7 @@ STORE_ANSWER = (
 # round trip after the answer's SELECT. On a busy machine each round trip waits for the scheduler twice.
 _NOW = P.c.last_seen_at.type
 _p = (
-    select(P.c.id, P.c.study_id, P.c.stage, P.c.status, P.c.position, P.c.last_seen_at)
+    select(P.c.id, P.c.study_id, P.c.stage, P.c.status, P.c.position, P.c.last_seen_at, P.c.test_kind)
     .where(P.c.token == bindparam("b_token"))  # not "token": a parameter named like a column joins the UPDATEs' SET
     .cte("p")
 )
@@ -116,6 +117,7 @@ PAGE_PG = (
             ),
             else_=None,
         ).label("total"),
+        _p.c.test_kind,
     )
     .select_from(
         _p.outerjoin(

@@ -14,6 +14,7 @@ from app.errors import Conflict, NotFound
 from app.jobs.service import enqueue_generation, has_jobs, unfinished_jobs
 from app.models import Condition, Participant, ParticipantStatus, Stimulus, Study, StudyStatus
 from app.models.base import utcnow
+from app.participants.repository import is_real
 from app.studies.schema import StudyConfig, parse_study_config
 
 
@@ -164,6 +165,7 @@ def timeout_cutoff(study: Study, now: dt.datetime | None = None) -> dt.datetime:
 
 
 def condition_counts(session: Session, study: Study, now: dt.datetime | None = None) -> list[ConditionCounts]:
+    """Real participants per condition (previews and bots are counted apart: participants.pilots)."""
     cutoff = timeout_cutoff(study, now)
     P = Participant
     active = P.status == ParticipantStatus.ACTIVE
@@ -176,7 +178,7 @@ def condition_counts(session: Session, study: Study, now: dt.datetime | None = N
             func.count(case((P.status == ParticipantStatus.NO_CONSENT, 1))),
             func.count(case((P.status == ParticipantStatus.FAILED_ATTENTION, 1))),
         )
-        .join(P, P.condition_id == Condition.id, isouter=True)
+        .join(P, (P.condition_id == Condition.id) & is_real(P), isouter=True)  # test participants never count
         .where(Condition.study_id == study.id)
         .group_by(Condition.id)
     ).all()

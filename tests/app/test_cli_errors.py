@@ -135,6 +135,22 @@ CASES: list[tuple[str, list[str], list[str], str, int]] = [
      "LPSTUDY_ENV: Input should be 'development', 'test' or 'production'", 1),
     ("missing-option", ["study", "create"], [], "Missing option '--config'. (see: lpstudy study create --help)", 2),
     ("no-such-command", ["studies", "list"], [], "No such command 'studies'", 2),
+    ("unknown-slug-delete-test", ["participants", "delete-test", "ghost", "--yes", "--database-url", MIGRATED],
+     ["migrated.db"], "no study with slug 'ghost'", 1),
+    ("unknown-slug-bots", ["bots", "ghost", "-n", "1", "--base-url", "http://127.0.0.1:9", "--database-url",
+     MIGRATED], ["migrated.db"], "no study with slug 'ghost'", 1),
+    ("bots-bad-responder", ["bots", "x", "--responder", "oracle", "--base-url", "http://127.0.0.1:9"], [],
+     "--responder", 2),
+    ("bots-server-down", ["bots", "real", "-n", "1", "--base-url", "http://127.0.0.1:PORT0", "--database-url",
+     "sqlite:///study.db"], ["study.db"], "cannot reach the server at http://127.0.0.1:PORT0", 1),
+    ("bots-bad-base-url", ["bots", "real", "-n", "1", "--base-url", "localhost:8000", "--database-url",
+     "sqlite:///study.db"], ["study.db"], "--base-url must start with http:// or https://", 1),
+    ("bots-model-without-model", ["bots", "real", "-n", "1", "--responder", "model", "--base-url",
+     "http://127.0.0.1:9", "--database-url", "sqlite:///study.db"], ["study.db"],
+     "study 'real' names no generation model; pass --model (e.g. mnist-default)", 1),
+    ("bots-model-unloadable", ["bots", "real", "-n", "1", "--responder", "model", "--model", "nope.pt",
+     "--base-url", "http://127.0.0.1:9", "--database-url", "sqlite:///study.db"], ["study.db"],
+     "cannot load model 'nope.pt'", 1),
     ("models-eval-missing-file", ["models", "eval", "missing.pt", "--dataset", "mnist"], [],
      "file not found: missing.pt", 2),
     ("stimuli-make-missing-data-dir", ["stimuli", "make", "--dataset", "mnist", "--norm", "l0", "--out", "o",
@@ -169,7 +185,7 @@ def run_cli(args: list[str], cwd: Path, env_extra: dict[str, str] | None = None)
 
 
 @pytest.fixture(scope="module")
-def study_db(fixtures_dir: Path) -> Callable[[], Path]:
+def study_db(fixtures_dir: Path, make_study) -> Callable[[], Path]:  # type: ignore[no-untyped-def]
     """A migrated SQLite database holding an active study 'real' (for the bots cases)."""
     path = fixtures_dir / "study.db"
 
@@ -177,11 +193,10 @@ def study_db(fixtures_dir: Path) -> Callable[[], Path]:
         if not path.exists():
             from app.config import Settings
             from app.db import Database
-            from tests.conftest import _make_study
 
             shutil.copy(fixtures_dir / "migrated.db", path)
             db = Database(Settings(env="test", database_url=f"sqlite:///{path}", secret_key="e" * 40))
-            _make_study(db, slug="real", trials=2, pool=3)
+            make_study(db, slug="real", trials=2, pool=3)
             db.dispose()
         return path
 
@@ -248,7 +263,6 @@ def test_postgresql_mistakes_are_one_line(which, expected, tmp_path, empty_pg_ur
         "no-such-database": "postgresql://postgres@127.0.0.1:5432/lpstudy_no_such_db_x",
         "unmigrated": empty_pg_url,
     }[which]
-    before = _pg_databases()
     for args in (["study", "list"], ["export", "--study", "x", "--out", "out"], ["db", "downgrade", "base"]):
         if which == "unmigrated" and args[0] == "db":
             continue  # downgrading an empty database is allowed (it is at base already)
@@ -256,7 +270,7 @@ def test_postgresql_mistakes_are_one_line(which, expected, tmp_path, empty_pg_ur
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 1 and len(lines) == 1, r.stderr
         assert expected in lines[0], lines[0]
-    assert _pg_databases() == before
+    assert "lpstudy_no_such_db_x" not in _pg_databases()  # (other databases come and go: tests run in parallel)
     assert not list(tmp_path.iterdir())
     if which == "unmigrated":  # nothing was created inside the database either
         engine = create_engine(url)

@@ -12,6 +12,7 @@ from app.admin.deps import AdminDep, AdminFormDep, SessionDep
 from app.admin.routes._common import page, see_other
 from app.errors import ConfigError, DomainError
 from app.jobs.service import enqueue_generation
+from app.participants import pilots
 from app.prolific import completion_codes, completion_url, study_url
 from app.studies import lifecycle
 from app.studies import service as studies
@@ -105,11 +106,17 @@ async def form_study(request: Request, admin: AdminFormDep, session: SessionDep)
 @router.get("/studies/{slug}")
 def study_detail(request: Request, slug: str, admin: AdminDep, session: SessionDep) -> Response:
     study = studies.get_study(session, slug)
+    secret = request.app.state.settings.secret_key
+    previews = [("as assigned", pilots.preview_url(secret, slug))] + [
+        (c.code, pilots.preview_url(secret, slug, c.code)) for c in study.conditions
+    ]
     return page(
         request,
         "admin/study.html",
         admin,
         study=study,
+        previews=previews,
+        tests=pilots.count_test_participants(session, study),
         phase=lifecycle.phase(session, study),
         transitions=lifecycle.transitions(session, study),
         counts=studies.condition_counts(session, study),

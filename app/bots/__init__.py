@@ -1,0 +1,1 @@
+"""`lpstudy bots`: simulated participants that walk a running server's real HTTP forms (as oTree's bots do)."""
