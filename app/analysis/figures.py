@@ -50,14 +50,18 @@ def fig_accuracy(r: dict[str, Any]) -> str:
         ax.bar(x + 0.2, mv, 0.38, color="white", edgecolor=[COLORS.get(c["condition"], "#888") for c in conds],
                hatch="//", label="majority-vote accuracy")  # fmt: skip
         for i, c in enumerate(conds):
-            inside = user[i] > 0.15
-            ax.text(i - 0.2, 0.02 if inside else user[i] + err[1][i] + 0.02, f"n={c['n_participants']}", ha="center",
-                    va="bottom", fontsize=8, color="white" if inside else "black")  # fmt: skip
+            ax.text(i, -0.1, f"n={c['n_participants']}", ha="center", va="top", fontsize=8, color="#444",
+                    transform=ax.get_xaxis_transform())  # fmt: skip
+        for i, c in enumerate(conds):  # the values, above the bars (a 0% bar is otherwise invisible)
+            if c["accuracy"]["mean"] is not None:
+                ax.text(i - 0.2, user[i] + err[1][i] + 0.01, f"{100 * user[i]:.0f}%", ha="center", fontsize=8)
+            if c["majority_vote"]["accuracy"] is not None:
+                ax.text(i + 0.2, mv[i] + 0.01, f"{100 * mv[i]:.0f}%", ha="center", fontsize=8)
         ax.set_xticks(x, [c["condition"] for c in conds])
-        ax.set_ylim(0, 1.05)
+        ax.set_ylim(0, 1.12)
         ax.set_ylabel("accuracy")
         ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False, fontsize=8)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, frameon=False, fontsize=8)
         ax.set_title(f"Accuracy by condition ({r['study']['norm'].upper()}, {r['study']['dataset']})")
         return _svg(fig)
 

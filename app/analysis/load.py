@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from app.analysis.scoring import truth_of
 from app.errors import ConfigError
 from app.models import Participant, Stimulus, Study, Trial
+from app.participants.repository import study_participants
 from app.studies.schema import Analysis, StudyConfig, parse_study_config
 
 
@@ -93,13 +94,14 @@ def _options(cfg: StudyConfig | None) -> tuple[Analysis, int | None]:
 
 
 def load_study(session: Session, study: Study) -> StudyData:
-    """Every participant (test ones too: the selection happens in select_sample), trial and stimulus of a study."""
+    """Every participant (test ones too: select_sample decides, and reports how many it left out), trial and
+    stimulus of a study. Participants come from the shared results query (app.participants.repository)."""
     cfg = study_config_of(study.config_source)
     options, threshold = _options(cfg)
     codes = {c.id: c.code for c in study.conditions}
     participants: list[ParticipantRecord] = []
     keys: dict[int, str] = {}
-    for p in session.scalars(select(Participant).where(Participant.study_id == study.id).order_by(Participant.id)):
+    for p in session.scalars(study_participants(study.id, include_test=True)):
         keys[p.id] = p.prolific_pid
         participants.append(
             ParticipantRecord(
