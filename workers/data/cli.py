@@ -44,6 +44,8 @@ def info_cmd(
     """Show which datasets and splits are available in the data directory."""
     from workers.data.datasets import DatasetError, load_cifar10, load_mnist, resolve_data_dir
 
+    if data_dir is not None and not data_dir.is_dir():
+        raise typer.BadParameter(f"no such folder: {data_dir}", param_hint="--data-dir")
     root = resolve_data_dir(data_dir)
     typer.echo(f"data directory: {root}")
     for label, loader in (("mnist", load_mnist), ("cifar10", load_cifar10)):
