@@ -10,8 +10,9 @@ another digit, at a mean of 4.48% of the pixels (SD 2.45%), within the 15% budge
 2. **Donor digits.** For every other class ``t``, the donor digits of class ``t`` are ranked by the squared
    error left after copying their ``k`` most different pixels into the image (the closer the result is to a
    real ``t``, the better); the best ``candidates_per_class`` of each class become candidate images. Donors
-   come from a held-out slice of the MNIST *test* set (``DONOR_SLICE``) that never supplies stimuli and that no
-   judge was trained on (``workers.generation.make`` keeps the L0 source images outside that slice).
+   come from the second half of the test set (``donor_start``; MNIST: test images 5000-9999), which never
+   supplies stimuli and which no judge was trained on (``workers.generation.make`` draws the L0 source images
+   from the first half only).
 3. **Judges.** A candidate is accepted only when *every* judge (the attacked model plus at least two models
    of other architectures; ``judges``) predicts ``t`` with a softmax probability of at least ``confidence``.
    Among the accepted candidates, the lowest residual wins.
@@ -31,8 +32,15 @@ import torch
 from workers.attacks.base import AttackResult, register
 from workers.measures.budgets import L0_FRACTION, l0_max_pixels, to_uint8
 
-# The MNIST test images [5000, 10000) are the donor pool; L0 source images come from [0, 5000).
+# The donor pool is the second half of the test set (MNIST: [5000, 10000)); L0 source images come from the first.
 DONOR_SLICE = slice(5000, 10000)
+
+
+def donor_start(n_test: int) -> int:
+    """The first test index of the donor pool for a test set of ``n_test`` images (its second half)."""
+    return n_test // 2
+
+
 PAPER_MEAN_FRACTION = 0.0448
 PAPER_SD_FRACTION = 0.0245
 MIN_JUDGES = 3
@@ -89,6 +97,7 @@ def _probs(judges: Sequence[torch.nn.Module], x: torch.Tensor) -> torch.Tensor:
         "confidence": 0.5,
         "candidates_per_class": 8,
         "judge_models": ["mnist-second", "mnist-advertorch-lenet5"],
+        "min_judges": MIN_JUDGES,
     },
 )
 def l0_paste(
@@ -109,6 +118,7 @@ def l0_paste(
     confidence: float = 0.5,
     candidates_per_class: int = 8,
     n_classes: int = 10,
+    min_judges: int = MIN_JUDGES,
     **_: Any,
 ) -> AttackResult:
     """L0 CAP on grey images ``x`` (``[N, 1, H, W]``); ``judges`` are the other models of the ensemble."""
@@ -117,8 +127,12 @@ def l0_paste(
     if donor_images is None or donor_labels is None:
         raise ValueError("l0_paste needs donor digits (donor_images, donor_labels)")
     ensemble = [model, *[j for j in (judges or []) if j is not model]]
-    if len(ensemble) < MIN_JUDGES:
-        raise ValueError(f"l0_paste needs at least {MIN_JUDGES} judges (the attacked model and two others)")
+    if min_judges < 2:
+        raise ValueError("min_judges must be at least 2 (the attacked model and one other)")
+    if len(ensemble) < min_judges:
+        raise ValueError(
+            f"l0_paste needs at least {min_judges} judges (the attacked model and {min_judges - 1} others)"
+        )
     if not 0.0 < confidence < 1.0:
         raise ValueError("confidence must be in (0, 1)")
     if not 0.0 < min_fraction <= max_fraction <= L0_FRACTION:

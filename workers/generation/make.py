@@ -202,7 +202,15 @@ def generate(
                 "k_values": list(cai_l0) if cai_l0 is not None else None,
             }
         elif spec.name == "l0_paste":
-            judges = list(judges) if judges is not None else _load_judges(params["judge_models"], dev, data_dir)
+            if judges is None:
+                judges, missing = _load_judges(params["judge_models"], dev, data_dir)
+                if missing:
+                    # Only without the data directory's external weights (e.g. the offline demo fallback): the
+                    # ensemble shrinks, visibly (recorded in params), instead of failing every CAP job.
+                    logger.warning("L0 CAP judges missing (weights not found): %s; judging with the rest", missing)
+                    params["judges_missing"] = missing
+                    params["min_judges"] = min(int(params.get("min_judges", 3)), max(2, len(judges) + 1))
+            judges = list(judges)
             if donor_images is None or donor_labels is None:
                 donor_images, donor_labels = _donors(data_dir)
             extra_kw = {"judges": judges, "donor_images": donor_images, "donor_labels": donor_labels}
@@ -283,37 +291,50 @@ def generate(
 _JUDGE_CACHE: dict[tuple[str, str, str], torch.nn.Module] = {}
 
 
-def _load_judges(names: Sequence[str], device: torch.device, data_dir: str | Path | None) -> list[torch.nn.Module]:
-    """The L0 CAP judges by name (``workers.models.load_model`` specs), loaded once per process."""
-    from workers.models import load_model
+def _load_judges(
+    names: Sequence[str], device: torch.device, data_dir: str | Path | None
+) -> tuple[list[torch.nn.Module], list[str]]:
+    """The L0 CAP judges by name (``workers.models.load_model`` specs), loaded once per process.
 
-    out = []
+    Returns ``(judges, missing)``: a default model whose weights live in the data directory and are absent
+    there is skipped and named in ``missing``; any other load error is raised."""
+    from workers.models import DEFAULT_MODELS, ModelLoadError, load_model
+
+    out, missing = [], []
     for name in names:
         key = (str(name), str(device), str(data_dir))
         if key not in _JUDGE_CACHE:
-            _JUDGE_CACHE[key] = load_model(str(name), device=device, data_dir=data_dir)
+            try:
+                _JUDGE_CACHE[key] = load_model(str(name), device=device, data_dir=data_dir)
+            except ModelLoadError:
+                entry = DEFAULT_MODELS.get(str(name))
+                if entry is None or not entry.external or entry.weights_path(data_dir).is_file():
+                    raise
+                missing.append(str(name))
+                continue
         out.append(_JUDGE_CACHE[key])
-    return out
+    return out, missing
 
 
 def _donors(data_dir: str | Path | None) -> tuple[np.ndarray, np.ndarray]:
     """The L0 CAP donor digits: the held-out slice of the MNIST test set (never a source image)."""
-    from workers.attacks.l0_paste import DONOR_SLICE
+    from workers.attacks.l0_paste import donor_start
     from workers.data.datasets import load_mnist
 
     images, labels = load_mnist(data_dir, "test")
-    return images[DONOR_SLICE], labels[DONOR_SLICE].astype(np.int64)
+    start = donor_start(len(labels))
+    return images[start:], labels[start:].astype(np.int64)
 
 
-def source_limit(norm: str) -> int | None:
+def source_limit(norm: str, n_test: int = 10000) -> int | None:
     """Source images of the ``norm`` study come from the first ``source_limit`` test images (None: all).
 
-    L0 keeps the MNIST test images from ``DONOR_SLICE.start`` on for the CAP donors, so no donor digit is
-    ever a stimulus."""
+    L0 keeps the second half of the test set (``n_test`` images; MNIST: 5000-9999) for the CAP donors, so no
+    donor digit is ever a stimulus."""
     if norm == "l0":
-        from workers.attacks.l0_paste import DONOR_SLICE
+        from workers.attacks.l0_paste import donor_start
 
-        return int(DONOR_SLICE.start)
+        return donor_start(n_test)
     return None
 
 
@@ -426,7 +447,10 @@ def make_stimuli(
     test_images = np.asarray(test_images)
     test_labels = np.asarray(test_labels).astype(np.int64)
 
-    chosen = choose_benign(net, test_images, test_labels, n, seed, dev, limit=source_limit(norm))
+    chosen = choose_benign(net, test_images, test_labels, n, seed, dev, limit=source_limit(norm, len(test_labels)))
+    if norm == "l0" and (donor_images is None or donor_labels is None):
+        start = source_limit(norm, len(test_labels)) or 0
+        donor_images, donor_labels = test_images[start:], test_labels[start:]
     batches = [chosen[s : s + batch_size] for s in range(0, n, batch_size)]
     results: dict[str, list[dict[str, Any]]] = {c: [] for c in CONDITIONS_ALL}
     timings: dict[str, float] = {}

@@ -285,7 +285,7 @@ class Worker:
                     int(payload["images"]),
                     int(payload["seed"]),
                     torch.device(self.device),
-                    limit=source_limit(payload["norm"]),
+                    limit=source_limit(payload["norm"], len(labels)),
                 )
                 self.caches.candidates[key] = [int(i) for i in idx]
             return self.caches.candidates[key]

@@ -114,6 +114,8 @@ def test_needs_three_judges_and_donors() -> None:
     x = _digits([1], seed=2)
     y = m(x).argmax(1)
     donors, donor_y = _donors()
+    with pytest.raises(ValueError, match="at least 2"):
+        l0_paste(m, x, y, condition="CAP", judges=[], donor_images=donors, donor_labels=donor_y, min_judges=1)
     with pytest.raises(ValueError, match="at least 3 judges"):
         l0_paste(m, x, y, condition="CAP", judges=[Matcher(1)], donor_images=donors, donor_labels=donor_y)
     with pytest.raises(ValueError, match="donor"):
@@ -142,10 +144,41 @@ def test_l0_sources_never_come_from_the_donor_slice() -> None:
     from workers.attacks.l0_paste import DONOR_SLICE
     from workers.generation.make import choose_benign, source_limit
 
-    assert source_limit("l0") == DONOR_SLICE.start == 5000
+    assert source_limit("l0", 10000) == DONOR_SLICE.start == 5000
+    assert source_limit("l0", 5000) == 2500  # e.g. the demo's offline fallback digits
     assert source_limit("l2") is None and source_limit("linf") is None
     m = Matcher(0)
     imgs = (_digits([c % 10 for c in range(60)], seed=5)[:, 0] * 255).round().to(torch.uint8).numpy()
     labels = m(torch.from_numpy(imgs).float().div(255).unsqueeze(1)).argmax(1).numpy()
     idx = choose_benign(m, imgs, labels, 20, 0, torch.device("cpu"), limit=30)
     assert len(set(idx.tolist())) == 20 and int(idx.max()) < 30
+
+
+def test_generate_judges_without_the_external_model(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Without the data directory's LeNet5 (e.g. the offline demo), CAP is judged by the others, visibly."""
+    import json
+
+    from workers.generation.make import generate
+
+    m = Matcher(0)
+    x = _digits([1, 3], seed=6)
+    imgs = (x[:, 0] * 255).round().to(torch.uint8).numpy()
+    labels = m(x).argmax(1).numpy()
+    donors, donor_y = _donors()
+    rows = generate(
+        "mnist",
+        "l0",
+        "CAP",
+        imgs,
+        labels,
+        [0, 1],
+        m,
+        0,
+        "cpu",
+        data_dir=tmp_path,
+        donor_images=donors,
+        donor_labels=donor_y,
+    )
+    params = json.loads(rows[0]["metrics"]["params"])
+    assert params["judges_missing"] == ["mnist-advertorch-lenet5"] and params["min_judges"] == 2
+    assert params["judges"][1].startswith("mnist-second@")
