@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, bindparam, select
 
+from app.participants import keys
 from app.participants.tables import ST
 
 STUDY_CACHE_TTL_S = 10.0
@@ -31,6 +32,11 @@ class StudyView:
     code_completed: str
     code_no_consent: str
     code_failed_attention: str
+    # the trial page's keyboard shortcuts (app/participants/keys.py): one per label, one per confidence level
+    label_keys: tuple[str, ...] = ()
+    confidence_keys: tuple[str, ...] = ()
+    label_hints: tuple[str, ...] = ()
+    key_help: str = ""
 
 
 STUDY_VIEW = select(
@@ -61,6 +67,8 @@ class StudyCache:
         if hit is not None and hit[0] > now:
             return hit[1]
         r = conn.execute(STUDY_VIEW, {"study_id": study_id}).one()
+        lkeys = keys.label_keys(r.labels)
+        ckeys = keys.confidence_keys(lkeys)
         view = StudyView(
             id=r.id,
             slug=r.slug,
@@ -73,6 +81,10 @@ class StudyCache:
             code_completed=r.code_completed,
             code_no_consent=r.code_no_consent,
             code_failed_attention=r.code_failed_attention,
+            label_keys=lkeys,
+            confidence_keys=ckeys,
+            label_hints=keys.hints(r.labels, lkeys),
+            key_help=keys.help_text(r.labels, lkeys, ckeys),
         )
         self._views[study_id] = (now + self.ttl_s, view)
         return view

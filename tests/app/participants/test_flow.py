@@ -264,7 +264,7 @@ def test_attention_checks_flag_only_after_two_failures(client, db, make_study, n
             doc = HTMLParser(r.text)
             if doc.css_first("div.stimulus") is None:
                 legend = doc.css_first("fieldset.labels legend strong").text()
-                labels = [n.text().strip()[2:].strip() for n in doc.css("label.label-option")]
+                labels = [n.css_first("span.option-text").text() for n in doc.css("label.label-option")]
                 right = labels.index(legend)
                 pick = right if fails >= fail_count else (right + 1) % 10
                 fails += pick != right
