@@ -35,6 +35,15 @@ class PageState:
     stimulus_size: tuple[int, int] | None = None
     total_trials: int = 0
     test_kind: str | None = None  # "preview" or "bot" for a test participant
+    # what the participant is told: "Image k of n", counting image trials only (attention checks are not images)
+    image_number: int = 0
+    image_total: int = 0
+
+
+def image_progress(position: int, total_trials: int, attention: dict | None) -> tuple[int, int]:
+    """(k, n) for "Image k of n" at a 0-based trial position: attention checks are counted in neither."""
+    checks = [p for p in (attention or {}).get("positions", []) if 0 <= p < total_trials]
+    return position + 1 - sum(1 for p in checks if p < position), total_trials - len(checks)
 
 
 def current_page(engine: Engine, studies: StudyCache, token: str) -> PageState:
@@ -55,6 +64,9 @@ def current_page(engine: Engine, studies: StudyCache, token: str) -> PageState:
             if r.trial_id is None:
                 raise NotFound("This trial does not exist.")
             state.total_trials = r.total or 0
+            state.image_number, state.image_total = image_progress(
+                r.position, state.total_trials, state.study.attention
+            )
             state.trial = TrialView(r.position, r.kind, r.expected_label)
             if r.public_id is not None:
                 state.stimulus_public_id = r.public_id

@@ -20,7 +20,7 @@ from fastapi.responses import RedirectResponse, Response
 from app.models import Stage
 from app.participants import answers, assignment, pages, pilots
 from app.participants.study_cache import StudyCache
-from app.prolific import completion_url, parse_entry_params
+from app.prolific import PARAMS, completion_url, parse_entry_params, refuse_repeated_params
 from app.web import render
 
 
@@ -76,6 +76,7 @@ async def entry(
     SESSION_ID: str | None = None,  # noqa: N803
     lpstudy_test: str | None = None,
 ) -> Response:
+    refuse_repeated_params({name: len(request.query_params.getlist(name)) for name in PARAMS})
     # A signed test token (admin preview, `lpstudy bots`) makes a test participant; a bad one is refused.
     test = pilots.read_test_token(request.app.state.settings.secret_key, lpstudy_test, slug) if lpstudy_test else None
     if test is not None and not PROLIFIC_PID:
@@ -107,6 +108,8 @@ async def page(request: Request, token: str) -> Response:
             image_url=f"/img/{state.stimulus_public_id}" if state.stimulus_public_id else None,
             size=state.stimulus_size,
             total=state.total_trials,
+            image_number=state.image_number,
+            image_total=state.image_total,
             labels=study.labels,
             attention_label=study.labels[trial.expected_label or 0] if trial.kind == "attention" else None,
             **ctx,

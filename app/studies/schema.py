@@ -77,8 +77,24 @@ class AttentionChecks(_Strict):
 
 
 class Texts(_Strict):
+    """Participant-facing texts. `{images}` and `{attention_checks}` are replaced by the config's numbers."""
+
     consent: str = Field(min_length=1)
     instructions: str = Field(min_length=1)
+
+
+PLACEHOLDER_RE = re.compile(r"\{([a-z_]+)\}")
+# "25 images", "25 small images", "30 pictures of digits": a number of images written into a text.
+IMAGE_COUNT_RE = re.compile(r"\b(\d+)\s+(?:[A-Za-z-]+\s+){0,2}?(?:images?|pictures?|photos?)\b", re.IGNORECASE)
+
+
+def text_numbers(images: int, attention_checks: int) -> dict[str, str]:
+    return {"images": str(images), "attention_checks": str(attention_checks)}
+
+
+def fill_text(text: str, numbers: dict[str, str]) -> str:
+    """The text with its placeholders replaced (unknown ones are refused when the config is read)."""
+    return PLACEHOLDER_RE.sub(lambda m: numbers.get(m.group(1), m.group(0)), text)
 
 
 class Generation(_Strict):
@@ -189,11 +205,38 @@ class StudyConfig(_Strict):
                 raise ValueError(f"positions {bad} are outside 1..{total}")
         return ac
 
+    @field_validator("texts")
+    @classmethod
+    def _texts_agree(cls, texts: Texts, info: ValidationInfo) -> Texts:
+        """A text that states how many images there are must state the number the participant will see."""
+        images = info.data.get("trials_per_participant")
+        if images is None:
+            return texts
+        for name in ("consent", "instructions"):
+            text = getattr(texts, name)
+            for m in PLACEHOLDER_RE.finditer(text):
+                if m.group(1) not in text_numbers(0, 0):
+                    raise ValueError(
+                        f"{name}: unknown placeholder {m.group(0)} (use {{images}} or {{attention_checks}})"
+                    )
+            for m in IMAGE_COUNT_RE.finditer(text):
+                if int(m.group(1)) != images:
+                    raise ValueError(
+                        f"{name}: says '{m.group(0)}' but each participant labels {images} images "
+                        "(trials_per_participant); write {images} to insert the number"
+                    )
+        return texts
+
     @model_validator(mode="after")
     def _cross(self) -> StudyConfig:
         if self.labels is None:
             self.labels = list(DEFAULT_LABELS[self.dataset])
         return self
+
+    def filled_texts(self) -> tuple[str, str]:
+        """(consent, instructions) as the participant reads them."""
+        numbers = text_numbers(self.trials_per_participant, len(self.attention_positions()))
+        return fill_text(self.texts.consent, numbers), fill_text(self.texts.instructions, numbers)
 
     @property
     def total_trials(self) -> int:

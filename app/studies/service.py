@@ -36,8 +36,7 @@ def _apply_config(study: Study, cfg: StudyConfig, source: str) -> None:
     study.code_no_consent = cfg.completion_codes.no_consent
     study.code_failed_attention = cfg.completion_codes.failed_attention
     study.attention = attention
-    study.consent_text = cfg.texts.consent
-    study.instructions_text = cfg.texts.instructions
+    study.consent_text, study.instructions_text = cfg.filled_texts()  # as the participant reads them
     study.config_source = source
     study.config = cfg.model_dump(mode="json")
 

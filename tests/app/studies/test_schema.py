@@ -264,6 +264,30 @@ CASES = [
         "instructions =",
         "at least 1",
     ),
+    (
+        "consent states another number of images",
+        'consent = "Do you agree?"',
+        'consent = "You will see 30 small images. Do you agree?"',
+        "texts",
+        "[texts]",
+        "consent: says '30 small images' but each participant labels 25 images",
+    ),
+    (
+        "instructions state another number of images",
+        'instructions = "Pick the digit."',
+        'instructions = "Pick the digit in each of the 27 images."',
+        "texts",
+        "[texts]",
+        "instructions: says '27 images'",
+    ),
+    (
+        "unknown placeholder",
+        'instructions = "Pick the digit."',
+        'instructions = "Pick the digit in each of the {image} images."',
+        "texts",
+        "[texts]",
+        "unknown placeholder {image}",
+    ),
 ]
 
 
@@ -326,3 +350,23 @@ def test_attention_checks_can_be_disabled_or_placed() -> None:
     assert off.attention_positions() == [] and off.total_trials == 25
     placed = parse_study_config(VALID.replace("count = 2", "positions = [27, 5]"))
     assert placed.attention_positions() == [4, 26] and placed.total_trials == 27
+
+
+def test_texts_get_the_configs_numbers_for_their_placeholders() -> None:
+    src = VALID.replace('consent = "Do you agree?"', 'consent = "You will see {images} images. Do you agree?"')
+    src = src.replace('instructions = "Pick the digit."', 'instructions = "{attention_checks} pages are checks."')
+    cfg = parse_study_config(src)
+    assert cfg.filled_texts() == ("You will see 25 images. Do you agree?", "2 pages are checks.")
+    # the number written out in full agrees too, and is accepted
+    cfg = parse_study_config(src.replace("{images} images", "25 images"))
+    assert cfg.filled_texts()[0] == "You will see 25 images. Do you agree?"
+
+
+def test_the_demo_texts_agree_with_the_demo_config() -> None:
+    from app.demo.service import demo_config
+
+    cfg = parse_study_config(demo_config())
+    consent, instructions = cfg.filled_texts()
+    assert f"You will see {cfg.trials_per_participant} small images" in consent
+    assert f"there are {len(cfg.attention_positions())} attention checks" in instructions
+    assert "{" not in consent + instructions
