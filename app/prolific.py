@@ -1,4 +1,11 @@
-"""Prolific specifics: URL parameters and the completion redirect."""
+"""Prolific specifics: URL parameters and the completion redirect.
+
+Prolific's ids (participant, study, session) are MongoDB ObjectIds written as 24 lowercase hexadecimal digits,
+e.g. `5f0c1a2b3c4d5e6f708192a3`. An id is matched whole: `re.fullmatch` over ASCII hex only, so a trailing
+newline or space, a 23- or 25-character value, Unicode digits, NUL bytes or anything else is refused with a 400
+that says what is wrong, and nothing is stored. Upper-case hex is accepted and folded to lower case, so the same
+participant can never be assigned twice through a changed case.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +14,9 @@ from urllib.parse import urlencode
 
 from app.errors import BadRequest
 
-# Prolific ids are 24 hexadecimal characters (MongoDB ObjectIds).
-PROLIFIC_ID_RE = re.compile(r"^[0-9a-fA-F]{24}$")
+PROLIFIC_ID_LENGTH = 24
+PROLIFIC_ID_RE = re.compile(r"[0-9a-fA-F]{24}", re.ASCII)
+PARAMS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
 
 
 class EntryParams:
@@ -20,6 +28,20 @@ class EntryParams:
         self.session_id = session_id
 
 
+def is_prolific_id(value: str) -> bool:
+    return PROLIFIC_ID_RE.fullmatch(value) is not None
+
+
+def why_not_an_id(value: str) -> str:
+    """What is wrong with a value that is not a Prolific id, in words (the value itself is not repeated)."""
+    if any(c.isspace() or not c.isprintable() for c in value):
+        return "it contains a space, a line break or another invisible character"
+    if not value.isascii() or not all(c in "0123456789abcdefABCDEF" for c in value):
+        return "it contains characters other than the digits 0-9 and the letters a-f"
+    n = len(value)
+    return f"it has {n} character{'' if n == 1 else 's'} instead of {PROLIFIC_ID_LENGTH}"
+
+
 def parse_entry_params(pid: str | None, study_id: str | None, session_id: str | None) -> EntryParams:
     if not pid:
         raise BadRequest(
@@ -27,18 +49,34 @@ def parse_entry_params(pid: str | None, study_id: str | None, session_id: str | 
             "so that your ID is passed along.",
             title="Your Prolific ID is missing",
         )
-    if not PROLIFIC_ID_RE.match(pid):
+    if not is_prolific_id(pid):
         raise BadRequest(
-            "The Prolific ID in this link does not look right. Please open the study again from Prolific.",
+            f"The Prolific ID in this link is not valid: {why_not_an_id(pid)}. A Prolific ID is "
+            f"{PROLIFIC_ID_LENGTH} digits and letters a-f. Nothing was saved. Please open the study again from "
+            "Prolific, without changing the link.",
             title="Your Prolific ID is not valid",
         )
     for name, value in (("STUDY_ID", study_id), ("SESSION_ID", session_id)):
-        if value is not None and value != "" and not PROLIFIC_ID_RE.match(value):
+        if value is not None and value != "" and not is_prolific_id(value):
             raise BadRequest(
-                f"The {name} in this link does not look right. Please open the study again from Prolific.",
+                f"The {name} in this link is not valid: {why_not_an_id(value)}. Nothing was saved. "
+                "Please open the study again from Prolific, without changing the link.",
                 title="This link is not valid",
             )
-    return EntryParams(pid.lower(), (study_id or None), (session_id or None))
+    return EntryParams(
+        pid.lower(), (study_id or None) and study_id.lower(), (session_id or None) and session_id.lower()
+    )
+
+
+def refuse_repeated_params(counts: dict[str, int]) -> None:
+    """A link that carries one of Prolific's ids twice is ambiguous: refuse it rather than pick one."""
+    for name in PARAMS:
+        if counts.get(name, 0) > 1:
+            raise BadRequest(
+                f"This link carries {name} more than once. Nothing was saved. Please open the study again from "
+                "Prolific, without changing the link.",
+                title="This link is not valid",
+            )
 
 
 def completion_url(base: str, code: str) -> str:
