@@ -326,7 +326,10 @@ def analyze_cmd(
     if out is not None:
         from app.analysis.tables import write_outputs
 
-        files = write_outputs(result, out)
+        try:
+            files = write_outputs(result, out)
+        except OSError as exc:
+            _fail(f"cannot write to {out}: {exc.strerror or exc}")
         typer.echo(f"Wrote {len(files)} files to {out}.", err=True)
     typer.echo(json.dumps(result, indent=2) if as_json else summary_text(result))
 
@@ -353,7 +356,10 @@ def report_cmd(
             data, result = analyze_study(s, slug, include_test=include_test, mixed=False if no_mixed else None)
     except DomainError as exc:
         _fail(exc.message)
-    out.write_text(render_report(data, result), encoding="utf-8")
+    try:
+        out.write_text(render_report(data, result), encoding="utf-8")
+    except OSError as exc:
+        _fail(f"cannot write {out}: {exc.strerror or exc}")
     typer.echo(f"Wrote {out} ({result['sample']['total']['included']} participants analysed).")
 
 
@@ -375,7 +381,10 @@ def package_cmd(
             data = study_data(s, slug)
     except DomainError as exc:
         _fail(exc.message)
-    counts = write_package(data, out, include_test=include_test)
+    try:
+        counts = write_package(data, out, include_test=include_test)
+    except OSError as exc:
+        _fail(f"cannot write to {out}: {exc.strerror or exc}")
     typer.echo(
         f"Wrote a Psych-DS dataset to {out}: {counts['trials']} trials, {counts['participants']} participants, "
         f"{counts['stimuli']} stimuli."

@@ -99,6 +99,10 @@ def test_bad_arguments_are_clear_errors(walked, settings, tmp_path) -> None:  # 
     afile.write_text("x")
     res = run(settings, "analyze", walked, "--out", str(afile))
     assert res.exit_code == 1 and "is not a folder" in res.output
+    res = run(settings, "analyze", walked, "--out", str(afile / "sub"))  # below a file: cannot be created
+    assert res.exit_code == 1 and "cannot write to" in res.output and "Traceback" not in res.output
+    res = run(settings, "package", walked, "--out", str(afile / "sub"))
+    assert res.exit_code == 1 and "cannot write to" in res.output
     res = run(settings, "report", walked, "--out", str(tmp_path))
     assert res.exit_code == 1 and "is a folder" in res.output
     res = run(settings, "report", walked, "--out", str(tmp_path / "missing" / "r.html"))

@@ -18,8 +18,10 @@ def _render_everything(data, r) -> None:  # type: ignore[no-untyped-def]
     json.dumps(r, allow_nan=False)  # valid JSON: no NaN or infinity anywhere
     assert summary_text(r)
     assert "<html" in render_report(data, r)
-    for svg in all_figures(r).values():
+    figures = all_figures(r)
+    for svg in figures.values():
         assert svg.startswith("<?xml") and "</svg>" in svg
+    assert all_figures(r) == figures  # deterministic: the same result gives the same files
 
 
 def test_no_participants_at_all(hand) -> None:  # type: ignore[no-untyped-def]
