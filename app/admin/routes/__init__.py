@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.admin.routes import audit, participants, results, session, stimuli, studies, users
+from app.admin.routes import audit, participants, prolific, results, session, stimuli, studies, users
 
 router = APIRouter()
-for module in (session, studies, stimuli, participants, results, users, audit):
+for module in (session, studies, stimuli, participants, results, prolific, users, audit):
     router.include_router(module.router)
