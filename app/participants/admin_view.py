@@ -346,13 +346,6 @@ def delete_test_participants(session: Session, study: Study, ids: list[int]) -> 
             "the test participants changed since the confirmation page was shown (or a listed one is real); "
             "nothing was deleted. Open the page again."
         )
-    from sqlalchemy import delete
+    from app.participants.pilots import delete_test_participants as delete_all_tests
 
-    session.execute(delete(Trial).where(Trial.participant_id.in_(wanted)))
-    session.execute(
-        delete(Participant).where(
-            Participant.id.in_(wanted), Participant.study_id == study.id, Participant.is_test.is_(True)
-        )
-    )
-    session.flush()
-    return len(wanted)
+    return delete_all_tests(session, study).participants  # exactly the confirmed list, checked above
