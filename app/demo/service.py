@@ -20,8 +20,22 @@ DEMO_SLUG = "demo-l0-mnist"
 DEMO_ADMIN = "admin@lpstudy.local"
 
 
-def demo_config() -> str:
-    return resources.files("app.demo").joinpath("demo_study.toml").read_text(encoding="utf-8")
+FALLBACK_GENERATION = """
+[generation.attacks.CAP]
+name = "l0_paste"
+params = { min_judges = 2 }
+"""
+
+
+def demo_config(fallback: bool = False) -> str:
+    """The demo's config; with ``fallback`` (no MNIST copy, so no advertorch LeNet5 either), CAP is judged by
+    the attacked model and mnist-second only (``min_judges = 2``, stated in the config and stored with every
+    stimulus); its donors are the second half of the fallback digits."""
+    text = resources.files("app.demo").joinpath("demo_study.toml").read_text(encoding="utf-8")
+    if fallback:
+        text = text.replace('judges = ["mnist-second", "mnist-advertorch-lenet5"]', 'judges = ["mnist-second"]')
+        text = text.replace("\n[texts]", FALLBACK_GENERATION + "\n[texts]", 1)
+    return text
 
 
 def has_mnist_test(data_dir: Path) -> bool:
@@ -59,12 +73,12 @@ def prepare_demo_data(data_dir: Path, fallback_dir: Path) -> tuple[Path, str]:
     )
 
 
-def ensure_demo_study(session: Session) -> tuple[Study, bool]:
+def ensure_demo_study(session: Session, fallback: bool = False) -> tuple[Study, bool]:
     """Create the demo study (which enqueues its generation jobs) if missing. Returns (study, created)."""
     existing = session.scalar(select(Study).where(Study.slug == DEMO_SLUG))
     if existing is not None:
         return existing, False
-    return studies.create_study(session, demo_config(), filename="demo_study.toml"), True
+    return studies.create_study(session, demo_config(fallback), filename="demo_study.toml"), True
 
 
 def reset_demo_admin(session: Session) -> tuple[str, str]:

@@ -1,7 +1,7 @@
 from app.models.admin import AdminUser
 from app.models.audit import AuditEntry, LoginFailure
 from app.models.base import Base
-from app.models.job import Job, JobStatus, MlModel
+from app.models.job import Job, JobStatus, MlModel, SourceFailure, SourceFailureStatus
 from app.models.participant import Participant, ParticipantStatus, Stage, Trial
 from app.models.stimulus import Stimulus
 from app.models.study import CONDITION_CODES, Condition, Study, StudyStatus
@@ -17,6 +17,8 @@ __all__ = [
     "JobStatus",
     "MlModel",
     "Participant",
+    "SourceFailure",
+    "SourceFailureStatus",
     "ParticipantStatus",
     "Stage",
     "Stimulus",

@@ -4,7 +4,7 @@ import datetime as dt
 import enum
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, utcnow
@@ -18,7 +18,7 @@ class JobStatus(enum.StrEnum):
 
 
 class Job(Base):
-    """A unit of stimulus generation: one condition of one study, a batch of source images.
+    """A unit of stimulus generation: a block of a study's source images, attacked in every condition.
 
     Claimed with a lease; a worker that dies stops renewing it and the job is taken up again once it
     expires. Results are written in the same transaction that marks the job done.
@@ -28,9 +28,10 @@ class Job(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
-    condition_id: Mapped[int] = mapped_column(ForeignKey("conditions.id", ondelete="CASCADE"))
+    # Older jobs made one condition; a block job (payload version 2) covers every condition and has none.
+    condition_id: Mapped[int | None] = mapped_column(ForeignKey("conditions.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(32), default="generate")
-    # {"dataset", "norm", "condition", "model", "second_model", "seed", "batch": k, "batch_size": b, "images": n}
+    # app.contracts.JobPayload as JSON
     payload: Mapped[dict[str, Any]]
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.PENDING)
     attempts: Mapped[int] = mapped_column(default=0)
@@ -39,7 +40,7 @@ class Job(Base):
     lease_expires_at: Mapped[dt.datetime | None]
     heartbeat_at: Mapped[dt.datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
-    # {"done": [image_index...], "failed": [{"image_index", "reason"}...], "skipped": [...], "seconds": s}
+    # app.contracts.BlockSummary as JSON: complete, failed and surplus image indices, seconds, device, worker
     result: Mapped[dict[str, Any] | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     started_at: Mapped[dt.datetime | None]
@@ -64,3 +65,35 @@ class MlModel(Base):
     spec: Mapped[str] = mapped_column(Text)
     card: Mapped[dict[str, Any] | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class SourceFailureStatus(enum.StrEnum):
+    FAILED = "failed"  # an attack (or the benign check) failed in at least one condition
+    SURPLUS = "surplus"  # complete, but the study already held its number of source images
+
+
+class SourceFailure(Base):
+    """A source image that did not enter the study, and why: kept for the status and the exports.
+
+    ``reasons`` maps each failed condition to its reason; ``metrics`` holds the failed attempts' metrics per
+    condition (their best images are not kept).
+    """
+
+    __tablename__ = "source_failures"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    image_index: Mapped[int]
+    # Place of the image in the study's seeded candidate order.
+    position: Mapped[int]
+    label: Mapped[int]
+    status: Mapped[str] = mapped_column(String(16))
+    reasons: Mapped[dict[str, Any]]
+    metrics: Mapped[dict[str, Any] | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("study_id", "image_index"),
+        CheckConstraint("status IN ('failed', 'surplus')", name="status"),
+    )

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from app.design import CONDITIONS
 from app.models.base import Base, utcnow
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ class StudyStatus(enum.StrEnum):
     CLOSED = "closed"
 
 
-CONDITION_CODES = ("CB", "CAI", "CAP")
+CONDITION_CODES = CONDITIONS  # the check constraint below spells them out (migrations are static)
 
 
 class Study(Base):

@@ -10,10 +10,7 @@ import math
 
 import numpy as np
 
-L0_FRACTION = 0.15
-L2_TARGET = 6.0
-L2_TOL = 0.01
-LINF_EPS = 0.1
+from app.design import L0_FRACTION, L2_TARGET, L2_TOL, LINF_EPS  # the budgets are defined once, there
 
 
 def budget_problem(norm: str, benign: np.ndarray, adv: np.ndarray) -> str | None:

@@ -13,8 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.admin.auth import AdminSession
+from app.design import CONDITIONS
 from app.errors import BadRequest, Conflict, NotFound
-from app.models import Condition, Job, JobStatus, Stimulus, Study
+from app.models import Condition, SourceFailure, SourceFailureStatus, Stimulus, Study
 from app.models.base import utcnow
 
 SUCCESS = ("any", "yes", "no")
@@ -67,7 +68,7 @@ class FailedAttempt:
     condition: str
     image_index: int
     reason: str
-    kind: str  # "attack did not succeed" or "skipped"
+    kind: str  # "replaced: attempt did not succeed" or "surplus"
 
 
 @dataclass
@@ -144,31 +145,12 @@ def parse_query(study: Study, params: dict[str, str]) -> GalleryQuery:
 
 
 def _failed_attempts(session: Session, study: Study) -> list[FailedAttempt]:
-    codes = {c.id: c.code for c in study.conditions}
+    """Source images that did not enter the study, one entry per failed condition, with the reason."""
     out = []
-    for job in session.scalars(
-        select(Job).where(Job.study_id == study.id, Job.status == JobStatus.DONE).order_by(Job.id)
-    ):
-        result = job.result or {}
-        for f in result.get("failed", []):
-            out.append(
-                FailedAttempt(
-                    codes.get(job.condition_id, "?"),
-                    int(f.get("image_index", -1)),
-                    str(f.get("reason") or "no reason recorded"),
-                    "attack did not succeed",
-                )
-            )
-        for f in result.get("skipped", []):
-            idx, reason = (f.get("image_index"), f.get("reason")) if isinstance(f, dict) else (f, None)
-            out.append(
-                FailedAttempt(
-                    codes.get(job.condition_id, "?"),
-                    int(idx if idx is not None else -1),
-                    str(reason or "the model misclassifies the original image"),
-                    "skipped",
-                )
-            )
+    for f in session.scalars(select(SourceFailure).where(SourceFailure.study_id == study.id)):
+        for cond, reason in (f.reasons or {}).items():
+            kind = "surplus" if f.status == SourceFailureStatus.SURPLUS else "replaced: attempt did not succeed"
+            out.append(FailedAttempt(cond if cond in CONDITIONS else "all", f.image_index, str(reason), kind))
     return sorted(out, key=lambda f: (f.condition, f.image_index))
 
 

@@ -37,6 +37,13 @@ def encode_png(pixels: np.ndarray) -> CanonicalPng:
     return CanonicalPng(data, w, h, 1 if pixels.ndim == 2 else 3, hashlib.sha256(data).hexdigest())
 
 
+def canonical(png: bytes) -> CanonicalPng:
+    """PNG bytes made by ``encode_png`` (the worker's), kept byte for byte, with their size and hash."""
+    pixels = decode_png(png)
+    h, w = pixels.shape[:2]
+    return CanonicalPng(png, w, h, 1 if pixels.ndim == 2 else 3, hashlib.sha256(png).hexdigest())
+
+
 def decode_png(data: bytes, *, what: str = "image") -> np.ndarray:
     """PNG bytes -> uint8 array (HxW or HxWx3). Anything that is not a readable PNG is an error."""
     try:

@@ -13,12 +13,13 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.contracts import StimulusResult
+from app.design import CONDITIONS, IMAGE_SHAPES
 from app.errors import ConfigError, NotFound
 from app.exports import iso_utc
-from app.models import Condition, Stimulus, Study
+from app.models import Condition, SourceFailure, Stimulus, Study
 from app.stimuli.budget import budget_problem
 from app.stimuli.images import conform, decode_png, encode_png
-from app.studies.schema import IMAGE_SHAPES
 
 REQUIRED_COLUMNS = ("condition", "image_index", "label", "path")
 EXPORT_METRICS = ("model_pred", "l0", "l2", "linf", "ssim")
@@ -84,8 +85,8 @@ def read_manifest(
             errors.append(f"{where}: more cells than header columns")
             continue
         cond = (raw["condition"] or "").strip()
-        if cond not in ("CB", "CAI", "CAP"):
-            errors.append(f"{where}: unknown condition '{cond}' (use CB, CAI or CAP)")
+        if cond not in CONDITIONS:
+            errors.append(f"{where}: unknown condition '{cond}' (use {', '.join(CONDITIONS)})")
             continue
         if cond not in codes:
             errors.append(
@@ -213,6 +214,35 @@ def add_stimulus(
     return stim
 
 
+def add_generated_stimulus(
+    session: Session, study: Study, condition: Condition, result: StimulusResult, *, position: int
+) -> Stimulus:
+    """Store a worker's stimulus (already validated) with its PNG bytes as made, and its provenance."""
+    from app.stimuli.images import canonical
+
+    png = canonical(result.png)
+    stim = Stimulus(
+        study_id=study.id,
+        condition_id=condition.id,
+        image_index=result.image_index,
+        label=result.label,
+        public_id=secrets.token_urlsafe(12),
+        png=png.png,
+        width=png.width,
+        height=png.height,
+        channels=png.channels,
+        sha256=png.sha256,
+        metrics={**result.metrics, "source_position": position},
+        source="worker",
+        attack=result.attack,
+        params=result.params,
+        seed=result.seed,
+        model_ref=result.model_id,
+    )
+    session.add(stim)
+    return stim
+
+
 def import_stimuli(session: Session, study: Study, directory: Path) -> dict[str, int]:
     existing = {
         (code, idx)
@@ -298,7 +328,31 @@ def export_stimuli(session: Session, study: Study, out: Path) -> int:
             row += [_cell(s.attack), _cell(s.params), _cell(s.seed), _cell(s.model_ref), s.source, s.sha256]
             row += [iso_utc(s.excluded_at), _cell(s.excluded_reason), _cell(s.replaces_id)]
             w.writerow(row)
+    export_failures(session, study, out / "failures.csv")
     return len(stimuli)
+
+
+FAILURE_COLUMNS = ("image_index", "position", "label", "status", "condition", "reason", "metrics", "job_id")
+
+
+def export_failures(session: Session, study: Study, path: Path) -> int:
+    """``failures.csv``: the source images that did not enter the study, one row per failed condition."""
+    rows = session.scalars(
+        select(SourceFailure).where(SourceFailure.study_id == study.id).order_by(SourceFailure.position)
+    )
+    n = 0
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(FAILURE_COLUMNS)
+        for f in rows:
+            for cond, reason in sorted((f.reasons or {}).items()):
+                metrics = (f.metrics or {}).get(cond)
+                w.writerow(
+                    [f.image_index, f.position, f.label, f.status, cond if cond in CONDITIONS else "", reason]
+                    + [_cell(metrics), _cell(f.job_id)]
+                )
+                n += 1
+    return n
 
 
 def png_by_public_id(session: Session, public_id: str) -> tuple[bytes, str]:

@@ -5,26 +5,25 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.jobs.service import generation_config
-from app.models import Condition, Job, JobStatus, Stimulus, Study, StudyStatus
-from app.studies.service import activate_study, activation_problems
+from app.jobs.service import complete_images, generation_config
+from app.models import Job, JobStatus, SourceFailure, SourceFailureStatus, Study, StudyStatus
+from app.studies.service import activate_study, activation_problems, pool_sizes
 
 
 @dataclass(frozen=True)
 class ConditionProgress:
     code: str
     done: int  # stimuli in the pool
-    failed: int  # source images whose attack failed (never in the pool)
-    skipped: int  # source images the model misclassifies (not attacked)
-    pending: int  # source images in jobs not finished yet
-    jobs_failed: int  # jobs that ended in error after all attempts
-    errors: list[str]
+    failed: int  # source images that failed in this condition (so they are in no pool)
+    pending: int  # source images in blocks not finished yet
+    reasons: dict[str, int]  # why they failed, with counts
 
 
 @dataclass(frozen=True)
@@ -32,6 +31,14 @@ class StudyProgress:
     slug: str
     status: str
     generated: bool
+    target: int | None  # source images the study is to hold (complete triples)
+    complete: int  # source images with a stimulus in every condition
+    failed: int  # source images replaced because an attack (or the benign check) failed
+    surplus: int  # complete, but past the target (a later block finished first)
+    pending: int  # source images in unfinished jobs
+    exhausted: bool  # the candidates ran out before the target was reached
+    jobs_failed: int  # jobs that ended in error after all attempts
+    errors: list[str]
     conditions: list[ConditionProgress]
     can_activate: bool
     problems: list[str]
@@ -40,36 +47,50 @@ class StudyProgress:
         return asdict(self)
 
 
-def _job_images(job: Job) -> int:
-    p = job.payload
-    start = p["batch"] * p["batch_size"]
-    return max(0, min(p["batch_size"], p["images"] - start))
+def source_failures(session: Session, study: Study) -> list[SourceFailure]:
+    return list(
+        session.scalars(
+            select(SourceFailure).where(SourceFailure.study_id == study.id).order_by(SourceFailure.position)
+        )
+    )
 
 
 def study_progress(session: Session, study: Study) -> StudyProgress:
-    pools = dict(
-        session.execute(
-            select(Condition.code, func.count(Stimulus.id))
-            .join(Stimulus, (Stimulus.condition_id == Condition.id) & Stimulus.excluded_at.is_(None), isouter=True)
-            .where(Condition.study_id == study.id)
-            .group_by(Condition.code)
-        ).all()
-    )
+    pools = pool_sizes(session, study)
     jobs = list(session.scalars(select(Job).where(Job.study_id == study.id).order_by(Job.id)))
+    gen = generation_config(study)
+    fails = source_failures(session, study)
+    failed = [f for f in fails if f.status == SourceFailureStatus.FAILED]
+    pending = 0
+    errors = []
+    for j in jobs:
+        size = int(j.payload.get("size") or j.payload.get("batch_size") or 0)
+        if j.status in (JobStatus.PENDING, JobStatus.RUNNING):
+            pending += size
+        elif j.status == JobStatus.FAILED:
+            block = j.payload.get("block", j.payload.get("batch"))
+            errors.append(f"job {j.id} (block {block}): {j.last_error}")
     out = []
     for cond in study.conditions:
-        mine = [j for j in jobs if j.condition_id == cond.id]
-        failed = sum(len((j.result or {}).get("failed", [])) for j in mine if j.status == JobStatus.DONE)
-        skipped = sum(len((j.result or {}).get("skipped", [])) for j in mine if j.status == JobStatus.DONE)
-        pending = sum(_job_images(j) for j in mine if j.status in (JobStatus.PENDING, JobStatus.RUNNING))
-        bad = [j for j in mine if j.status == JobStatus.FAILED]
-        errors = [f"job {j.id} (batch {j.payload['batch']}): {j.last_error}" for j in bad]
-        out.append(ConditionProgress(cond.code, pools.get(cond.code, 0), failed, skipped, pending, len(bad), errors))
+        mine = [f for f in failed if cond.code in (f.reasons or {})]
+        reasons = Counter(str(f.reasons[cond.code]) for f in mine)
+        out.append(ConditionProgress(cond.code, pools.get(cond.code, 0), len(mine), pending, dict(reasons)))
     problems = activation_problems(session, study)
+    exhausted = any(j.status == JobStatus.DONE and (j.result or {}).get("exhausted") for j in jobs)
+    target = int(gen["images"]) if gen and gen.get("images") else None
+    complete = len(complete_images(session, study)) if gen else min(pools.values(), default=0)
     return StudyProgress(
         slug=study.slug,
         status=study.status,
-        generated=generation_config(study) is not None,
+        generated=gen is not None,
+        target=target,
+        complete=complete,
+        failed=len(failed),
+        surplus=len(fails) - len(failed),
+        pending=pending,
+        exhausted=exhausted,
+        jobs_failed=len(errors),
+        errors=errors,
         conditions=out,
         can_activate=not problems,
         problems=problems,

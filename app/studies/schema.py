@@ -16,25 +16,28 @@ from pydantic import (
     model_validator,
 )
 
+from app.attack_specs import choice_problems, default_attack, get_spec
+from app.design import (
+    CLASS_NAMES,
+    CONDITIONS,
+    DATASETS,
+    DEFAULT_JUDGES,
+    DEFAULT_MODELS,
+    DEFAULT_SOURCE_IMAGES,
+    Condition,
+    Dataset,
+    Norm,
+    study_pair_problem,
+)
 from app.errors import ConfigError
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}[a-z0-9]$")
 CODE_RE = re.compile(r"^[A-Za-z0-9]{2,64}$")
 
-IMAGE_SHAPES: dict[str, tuple[int, int, int]] = {
-    # dataset: (height, width, channels)
-    "mnist": (28, 28, 1),
-    "cifar10": (32, 32, 3),
-}
-DATASET_NORMS = {"mnist": {"l0", "l2", "linf"}, "cifar10": {"l0", "l2", "linf"}}
-DEFAULT_LABELS = {
-    "mnist": ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
-    "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
-}
-
-
-ConditionCode = Literal["CB", "CAI", "CAP"]
-ALL_CONDITIONS: tuple[ConditionCode, ...] = ("CB", "CAI", "CAP")
+# The vocabulary lives in app.design; these names stay importable from here.
+DEFAULT_LABELS: dict[str, list[str]] = {d: list(CLASS_NAMES[d]) for d in DATASETS}
+ConditionCode = Condition
+ALL_CONDITIONS: tuple[ConditionCode, ...] = CONDITIONS
 
 
 class _Strict(BaseModel):
@@ -97,21 +100,47 @@ def fill_text(text: str, numbers: dict[str, str]) -> str:
     return PLACEHOLDER_RE.sub(lambda m: numbers.get(m.group(1), m.group(0)), text)
 
 
+class AttackConfig(_Strict):
+    """``[generation.attacks.CAI]``: the attack that makes a condition's stimuli, and its parameters."""
+
+    name: str = Field(min_length=1)
+    # Checked against the attack's declared parameters (app/attack_specs.py); unknown names are errors.
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
 class Generation(_Strict):
     """Present when the background worker makes this study's stimuli (absent: stimuli are imported)."""
 
     # A registered model name (e.g. mnist-default), a TorchScript file or a checkpoint; default per dataset.
     model: str | None = None
-    # The independent judge for the automated L0 CAP search; default per dataset.
+    # Models that judge the automated L0 CAP (it must fool all of them); default per dataset.
+    judges: list[str] | None = None
+    # The older single-judge form of ``judges``.
     second_model: str | None = None
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
-    # Source images to attempt per condition (the paper: 75); the pool is what succeeds.
-    images: int = Field(default=75, ge=1, le=10000)
-    # Images per job; the worker batches a whole job on its device.
+    # Source images the study holds, each with a stimulus in every condition; default: the paper's (75 for L0,
+    # 100 for L2 and L-inf). A source image whose attack fails in any condition is replaced by the next one.
+    images: int | None = Field(default=None, ge=1, le=10000)
+    # Source images per job (the worker sizes its attack batches to its device, not to this).
     batch_size: int = Field(default=25, ge=1, le=1000)
     max_attempts: int = Field(default=3, ge=1, le=20)
     # Open the study to participants as soon as the worker has filled every pool.
     activate_when_ready: bool = False
+    # The attack per condition; a condition not named gets its norm's default attack.
+    attacks: dict[Condition, AttackConfig] = Field(default_factory=dict)
+
+    @field_validator("judges")
+    @classmethod
+    def _judges(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and (any(not j.strip() for j in v) or len(set(v)) != len(v)):
+            raise ValueError("judges must be distinct, non-empty model names")
+        return v
+
+    @model_validator(mode="after")
+    def _one_judge_form(self) -> Generation:
+        if self.judges is not None and self.second_model is not None:
+            raise ValueError("give either judges or second_model, not both")
+        return self
 
 
 MajorityTieRule = Literal["split", "incorrect", "exclude"]
@@ -139,8 +168,8 @@ class Analysis(_Strict):
 class StudyConfig(_Strict):
     slug: str
     title: str = Field(min_length=1, max_length=200)
-    dataset: Literal["mnist", "cifar10"]
-    norm: Literal["l0", "l2", "linf"]
+    dataset: Dataset
+    norm: Norm
     labels: list[str] | None = None
     trials_per_participant: int = Field(default=25, ge=1, le=500)
     scales: list[int] = Field(default_factory=lambda: [1, 2, 4])
@@ -158,6 +187,15 @@ class StudyConfig(_Strict):
     def _slug(cls, v: str) -> str:
         if not SLUG_RE.match(v):
             raise ValueError("use 3-64 lowercase letters, digits and '-', not starting or ending with '-'")
+        return v
+
+    @field_validator("norm")
+    @classmethod
+    def _pair(cls, v: str, info: ValidationInfo) -> str:
+        dataset = info.data.get("dataset")
+        problem = study_pair_problem(dataset, v) if dataset is not None else None
+        if problem:
+            raise ValueError(problem)
         return v
 
     @field_validator("labels")
@@ -252,6 +290,65 @@ class StudyConfig(_Strict):
         total = self.trials_per_participant + ac.count
         return [round((i + 1) * total / (ac.count + 1)) - 1 for i in range(ac.count)]
 
+    def generation_problems(self) -> list[tuple[tuple[Any, ...], str]]:
+        """Attack choices that do not fit the study: ``(location, message)``."""
+        if self.generation is None:
+            return []
+        return generation_problems(self.generation, self.norm, list(self.conditions))
+
+    def resolve_generation(self) -> None:
+        """Fill in the defaults (models, judges, images, every condition's attack with all its parameters), so
+        that the stored config says exactly what the worker will do."""
+        if self.generation is not None:
+            resolve_generation(self.generation, self.dataset, self.norm, list(self.conditions))
+
+
+def generation_problems(gen: Generation, norm: str, conditions: list[str]) -> list[tuple[tuple[Any, ...], str]]:
+    out: list[tuple[tuple[Any, ...], str]] = []
+    for cond, choice in gen.attacks.items():
+        loc = ("generation", "attacks", cond)
+        if cond not in conditions:
+            out.append((loc, f"condition {cond} is not one of the study's conditions ({', '.join(conditions)})"))
+            continue
+        out += [((*loc, *sub), msg) for sub, msg in choice_problems(norm, cond, choice.name, choice.params)]
+    return out
+
+
+def resolve_generation(gen: Generation, dataset: str, norm: str, conditions: list[str]) -> Generation:
+    gen.model = gen.model or DEFAULT_MODELS[dataset]
+    if gen.judges is None:
+        gen.judges = [gen.second_model] if gen.second_model else list(DEFAULT_JUDGES[dataset])
+    gen.second_model = None
+    gen.images = gen.images or DEFAULT_SOURCE_IMAGES[norm]
+    resolved: dict[Condition, AttackConfig] = {}
+    for cond in conditions:
+        choice = gen.attacks.get(cond)  # type: ignore[call-overload]
+        spec = get_spec(choice.name) if choice else default_attack(norm, cond)
+        resolved[cond] = AttackConfig(name=spec.name, params=spec.validate_params(choice.params if choice else {}))  # type: ignore[index]
+    gen.attacks = resolved
+    if not any({"judges", "second_model"} & set(get_spec(a.name).uses) for a in resolved.values()):
+        gen.judges = []  # no attack of this study uses judges: none are loaded
+    return gen
+
+
+def resolve_generation_dict(
+    dataset: str, norm: str, conditions: list[str], generation: dict[str, Any]
+) -> dict[str, Any]:
+    """A ``[generation]`` table (as a dict) checked and resolved as a study config's would be; ValueError if bad.
+
+    ``lpstudy stimuli make`` uses this, so that its options mean what the same config means to the worker."""
+    problem = study_pair_problem(dataset, norm)
+    if problem:
+        raise ValueError(problem)
+    try:
+        gen = Generation.model_validate(generation)
+    except ValidationError as exc:
+        raise ValueError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+    problems = generation_problems(gen, norm, conditions)
+    if problems:
+        raise ValueError("; ".join(f"{'.'.join(map(str, loc))}: {msg}" for loc, msg in problems))
+    return resolve_generation(gen, dataset, norm, conditions).model_dump(mode="json")
+
 
 def _line_of(source: str, loc: tuple[Any, ...]) -> int | None:
     """Best-effort line number (1-based) of the field at ``loc`` in the TOML source."""
@@ -277,6 +374,17 @@ def _line_of(source: str, loc: tuple[Any, ...]) -> int | None:
     return own_header_line or header_line
 
 
+def _line_near(source: str, loc: tuple[Any, ...]) -> int | None:
+    """The line of ``loc``, else of the nearest enclosing key (a value inside an inline table has no own line)."""
+    loc = tuple(loc)
+    while loc:
+        line = _line_of(source, loc)
+        if line is not None:
+            return line
+        loc = loc[:-1]
+    return None
+
+
 def parse_study_config(source: str, *, filename: str = "study.toml") -> StudyConfig:
     try:
         data = tomllib.loads(source)
@@ -285,19 +393,27 @@ def parse_study_config(source: str, *, filename: str = "study.toml") -> StudyCon
         line = m.group(1) if m else (len(source.splitlines()) or 1) if "end of document" in str(exc) else None
         where = f"{filename}:{line}" if line else filename
         raise ConfigError(f"{where}: not valid TOML: {exc}") from exc
+
+    def report(loc: tuple[Any, ...], msg: str) -> str:
+        field = ".".join(str(p) for p in loc) or "(top level)"
+        line = _line_near(source, loc)
+        where = f"{filename}:{line}" if line else filename
+        return f"{where}: {field}: {msg}"
+
     try:
-        return StudyConfig.model_validate(data)
+        cfg = StudyConfig.model_validate(data)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            loc = tuple(err["loc"])
-            field = ".".join(str(p) for p in loc) or "(top level)"
-            line = _line_of(source, loc)
-            where = f"{filename}:{line}" if line else filename
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "missing":
                 msg = "this field is required"
             elif err["type"] == "extra_forbidden":
                 msg = "unknown field (check the spelling)"
-            problems.append(f"{where}: {field}: {msg}")
+            problems.append(report(tuple(err["loc"]), msg))
         raise ConfigError("Invalid study config:\n  " + "\n  ".join(problems)) from exc
+    semantic = cfg.generation_problems()
+    if semantic:
+        raise ConfigError("Invalid study config:\n  " + "\n  ".join(report(loc, msg) for loc, msg in semantic))
+    cfg.resolve_generation()
+    return cfg

@@ -7,7 +7,9 @@ Every attack is a callable ``attack(model, x, y, *, condition, generator=None, *
 
 * ``model`` maps float images in [0, 1] (``[N, C, H, W]``) to logits and owns its normalisation;
 * ``x`` is the benign batch (on the 8-bit grid) on the model's device, ``y`` the true labels (long ``[N]``);
-* ``condition`` is ``"CAI"`` (imperceptible) or ``"CAP"`` (perceptible);
+* ``condition`` is ``"CAI"`` (imperceptible), ``"CAP"`` (perceptible) or, for the benign identity, ``"CB"``;
+* ``params`` are the attack's declared parameters (validated by its spec), and the inputs its spec ``uses``
+  (judges, donor digits, ...) come as keyword arguments of the same names;
 * the result holds the stored (8-bit, budget-respecting) images and per-image success as judged on them.
 """
 
@@ -15,11 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
-CONDITIONS = ("CAI", "CAP")
+from app.design import ADVERSARIAL as CONDITIONS  # noqa: F401  (the conditions attacks serve; CB: benign)
+
+if TYPE_CHECKING:
+    from app.attack_specs import AttackSpec as Spec
 
 
 @dataclass
@@ -50,38 +55,62 @@ class Attack(Protocol):
 
 
 @dataclass(frozen=True)
-class AttackSpec:
-    name: str
-    norm: str
-    conditions: tuple[str, ...]
+class AttackImpl:
+    """A registered attack: its torch-free spec (``app.attack_specs``) and the function that runs it."""
+
+    spec: Spec
     fn: Attack
-    defaults: dict[str, Any]
-    ssim_variant: str | None  # the SSIM variant the attack optimises, None if it uses none
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def norms(self) -> tuple[str, ...]:
+        return tuple(self.spec.norms)
+
+    @property
+    def conditions(self) -> tuple[str, ...]:
+        return tuple(self.spec.conditions)
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return self.spec.validate_params({})
+
+    @property
+    def ssim_variant(self) -> str | None:
+        return self.spec.ssim_variant
 
 
-ATTACKS: dict[str, AttackSpec] = {}
-BY_NORM: dict[tuple[str, str], str] = {}
+# Older name, kept for callers that type-annotate with it.
+AttackSpec = AttackImpl
+
+ATTACKS: dict[str, AttackImpl] = {}
 
 
-def register(
-    name: str,
-    norm: str,
-    conditions: tuple[str, ...],
-    defaults: dict[str, Any] | None = None,
-    ssim_variant: str | None = None,
-    default: bool = True,
-) -> Callable[[Attack], Attack]:
-    """Decorator: register ``fn`` as ``name``; with ``default``, the default attack for ``(norm, c)`` for each
-    condition c (a non-default attack is chosen by name, e.g. per condition in a study config)."""
+def register(name: str, *declared: Any, **legacy: Any) -> Callable[[Attack], Attack]:
+    """Decorator: ``fn`` implements the attack declared as ``name`` in ``app/attack_specs.py``.
+
+    The spec (norms, conditions, parameters and their defaults, inputs) is the single source of truth; an
+    undeclared name is an error. Older call forms (``register(name, norm, conditions, defaults=...)``) are
+    accepted and checked against the spec.
+    """
+    from app.attack_specs import SPECS
+
+    spec = SPECS.get(name)
+    if spec is None:
+        raise ValueError(
+            f"attack {name!r} is not declared: add its AttackSpec (norms, conditions, params) to app/attack_specs.py"
+        )
+    if declared:
+        norm = declared[0]
+        if norm not in spec.norms:
+            raise ValueError(f"attack {name!r}: norm {norm!r} does not match its spec {spec.norms}")
 
     def deco(fn: Attack) -> Attack:
         if name in ATTACKS:
             raise ValueError(f"attack {name!r} registered twice")
-        ATTACKS[name] = AttackSpec(name, norm, conditions, fn, dict(defaults or {}), ssim_variant)
-        for c in conditions if default else ():
-            if (norm, c) in BY_NORM:
-                raise ValueError(f"two default attacks for ({norm!r}, {c!r}): {BY_NORM[(norm, c)]!r} and {name!r}")
-            BY_NORM[(norm, c)] = name
+        ATTACKS[name] = AttackImpl(spec, fn)
         return fn
 
     return deco

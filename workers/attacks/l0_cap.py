@@ -63,6 +63,7 @@ def l0_cap(
     train_images: np.ndarray | torch.Tensor | None = None,
     train_labels: np.ndarray | torch.Tensor | None = None,
     k_values: list[int] | np.ndarray | None = None,
+    reference_l0: list[int] | np.ndarray | None = None,
     k_step: int = 4,
     max_fraction: float = L0_FRACTION,
     candidates_per_class: int = 8,
@@ -73,6 +74,8 @@ def l0_cap(
     """Automated L0 CAP on ``x`` (``[N, C, H, W]``); needs training images (``train_images``, ``train_labels``)."""
     if condition != "CAP":
         raise ValueError("l0_cap makes CAP stimuli only")
+    if k_values is None:
+        k_values = reference_l0
     if train_images is None or train_labels is None:
         raise ValueError("l0_cap needs the training images and labels (train_images, train_labels)")
     x = x.detach()

@@ -11,8 +11,8 @@ another digit, at a mean of 4.48% of the pixels (SD 2.45%), within the 15% budge
    error left after copying their ``k`` most different pixels into the image (the closer the result is to a
    real ``t``, the better); the best ``candidates_per_class`` of each class become candidate images. Donors
    come from the second half of the test set (``donor_start``; MNIST: test images 5000-9999), which never
-   supplies stimuli and which no judge was trained on (``workers.generation.make`` draws the L0 source images
-   from the first half only).
+   supplies stimuli and which no judge was trained on (the attack's spec reserves that half, so the study's
+   candidate order never includes it).
 3. **Judges.** A candidate is accepted only when *every* judge (the attacked model plus at least two models
    of other architectures; ``judges``) predicts ``t`` with a softmax probability of at least ``confidence``.
    Among the accepted candidates, the lowest residual wins.
@@ -96,7 +96,6 @@ def _probs(judges: Sequence[torch.nn.Module], x: torch.Tensor) -> torch.Tensor:
         "k_step": 4,
         "confidence": 0.5,
         "candidates_per_class": 8,
-        "judge_models": ["mnist-second", "mnist-advertorch-lenet5"],
         "min_judges": MIN_JUDGES,
     },
 )

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import typer
 
+from app.design import DATASETS
+
 app = typer.Typer(help="Download and inspect datasets (MNIST, CIFAR-10).", no_args_is_help=True)
 
-_DATASETS = ("mnist", "cifar10")
+_DATASETS = DATASETS
 
 
 @app.command("fetch")

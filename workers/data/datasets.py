@@ -28,6 +28,8 @@ from typing import Literal
 
 import numpy as np
 
+from app.design import CLASS_NAMES
+
 logger = logging.getLogger(__name__)
 
 Split = Literal["train", "test"]
@@ -35,19 +37,8 @@ CifarSource = Literal["auto", "batches", "npz", "jpeg"]
 
 DATA_DIR_ENV = "LPSTUDY_DATA_DIR"
 
-MNIST_CLASSES: tuple[str, ...] = tuple(str(i) for i in range(10))
-CIFAR10_CLASSES: tuple[str, ...] = (
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-)
+MNIST_CLASSES: tuple[str, ...] = CLASS_NAMES["mnist"]
+CIFAR10_CLASSES: tuple[str, ...] = CLASS_NAMES["cifar10"]
 
 MNIST_SIZES = {"train": 60000, "test": 10000}
 CIFAR10_SIZES = {"train": 50000, "test": 10000}
@@ -452,4 +443,4 @@ def load_dataset(
     raise ValueError(f"unknown dataset {name!r}: expected 'mnist' or 'cifar10'")
 
 
-DATASET_CLASSES: dict[str, tuple[str, ...]] = {"mnist": MNIST_CLASSES, "cifar10": CIFAR10_CLASSES}
+DATASET_CLASSES: dict[str, tuple[str, ...]] = dict(CLASS_NAMES)

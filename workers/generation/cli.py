@@ -9,18 +9,25 @@ from pathlib import Path
 
 import typer
 
+from app.design import DATASETS, DEFAULT_MODELS, DEVICES, NORMS, study_pair_problem
+
 logger = logging.getLogger(__name__)
 
-STUDY_NORMS = ("l0", "l2", "linf")
-DATASETS = ("mnist", "cifar10")
-DEFAULT_MODEL = {"mnist": "mnist-default", "cifar10": "cifar10-default"}
-DEVICES = ("auto", "cpu", "cuda")
+DEFAULT_MODEL = DEFAULT_MODELS
 
 
 def make(
-    dataset: str = typer.Option(..., "--dataset", help="mnist (L0 study) or cifar10 (L2 and L-inf studies)."),
-    norm: str = typer.Option(..., "--norm", help="l0, l2 or linf."),
-    n: int = typer.Option(75, "--n", min=1, help="Number of benign images (the paper used 75)."),
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        help="A study config (TOML): take the dataset, norm, conditions and [generation] from it, so that the "
+        "set is the one the worker makes for that study (the same PNGs).",
+    ),
+    dataset: str | None = typer.Option(None, "--dataset", help="mnist (L0 study) or cifar10 (L2 and L-inf)."),
+    norm: str | None = typer.Option(None, "--norm", help="l0, l2 or linf."),
+    n: int | None = typer.Option(
+        None, "--n", min=1, help="Complete source images (default: the paper's, 75 for L0 and 100 for L2/L-inf)."
+    ),
     out: Path = typer.Option(..., "--out", help="Output folder (new or empty): PNGs, manifest.csv, failures.csv."),
     model: str | None = typer.Option(
         None,
@@ -30,19 +37,62 @@ def make(
     ),
     arch: str | None = typer.Option(None, "--arch", help="Architecture of a bare state_dict model file."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when available), cpu or cuda."),
-    seed: int = typer.Option(0, "--seed", help="Seed for the image choice and the attacks."),
+    seed: int | None = typer.Option(None, "--seed", min=0, help="Seed for the image choice and the attacks (0)."),
     second_model: str | None = typer.Option(
         None,
         "--second-model",
         help="Independent model that must also be fooled by L0 CAP images (default: the dataset's judge model).",
     ),
     second_arch: str | None = typer.Option(None, "--second-arch", help="Architecture of --second-model."),
+    judge: list[str] = typer.Option(
+        None,
+        "--judge",
+        help="A judge model of the automated L0 CAP (repeat; default: the dataset's, mnist-second and "
+        "mnist-advertorch-lenet5).",
+    ),
     data_dir: Path | None = typer.Option(
         None, "--data-dir", help="Data folder with MNIST / CIFAR-10 (default: $LPSTUDY_DATA_DIR)."
     ),
-    batch_size: int = typer.Option(25, "--batch-size", min=1, help="Images per attack batch."),
+    batch_size: int = typer.Option(
+        25, "--batch-size", min=1, help="Source images per block (the worker's job); attack batches fit the device."
+    ),
 ) -> None:
-    """Make CB, CAI and CAP stimuli for one study, with exact budgets after 8-bit rounding."""
+    """Make complete CB, CAI and CAP triples for one study, with exact budgets after 8-bit rounding."""
+    generation = None
+    conditions = None
+    if config is not None:
+        if not config.is_file():
+            raise typer.BadParameter(f"config file not found: {config}", param_hint="--config")
+        from app.errors import ConfigError
+        from app.studies.schema import parse_study_config
+
+        try:
+            cfg = parse_study_config(config.read_text(encoding="utf-8"), filename=str(config))
+        except (ConfigError, UnicodeDecodeError) as exc:
+            typer.echo(f"Error: {getattr(exc, 'message', exc)}", err=True)
+            raise typer.Exit(1) from None
+        if cfg.generation is None:
+            raise typer.BadParameter(f"{config} has no [generation] table", param_hint="--config")
+        given = [
+            o
+            for o, v in (
+                ("--dataset", dataset),
+                ("--norm", norm),
+                ("--n", n),
+                ("--model", model),
+                ("--seed", seed),
+                ("--judge", judge or None),
+            )
+            if v is not None
+        ]
+        if given:
+            raise typer.BadParameter(f"{', '.join(given)} cannot be combined with --config", param_hint="--config")
+        dataset, norm, conditions = cfg.dataset, cfg.norm, list(cfg.conditions)
+        generation = cfg.generation.model_dump(mode="json")
+    if judge and second_model:
+        raise typer.BadParameter("give --judge (repeatable) or --second-model, not both", param_hint="--judge")
+    if dataset is None or norm is None:
+        raise typer.BadParameter("give --dataset and --norm, or --config", param_hint="--dataset")
     dataset = dataset.strip().lower()
     norm = norm.strip().lower()
     device = device.strip().lower()
@@ -50,10 +100,11 @@ def make(
         raise typer.BadParameter(
             f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}", param_hint="--dataset"
         )
-    if norm not in STUDY_NORMS:
-        raise typer.BadParameter(f"unknown norm {norm!r}; choose one of {', '.join(STUDY_NORMS)}", param_hint="--norm")
-    if norm == "l0" and dataset != "mnist":
-        raise typer.BadParameter("the L0 study runs on MNIST", param_hint="--dataset")
+    if norm not in NORMS:
+        raise typer.BadParameter(f"unknown norm {norm!r}; choose one of {', '.join(NORMS)}", param_hint="--norm")
+    problem = study_pair_problem(dataset, norm)
+    if problem:
+        raise typer.BadParameter(problem, param_hint="--dataset")
     if device not in DEVICES:
         raise typer.BadParameter(
             f"unknown device {device!r}; choose one of {', '.join(DEVICES)}", param_hint="--device"
@@ -76,12 +127,15 @@ def make(
         summary = make_stimuli(
             dataset,
             norm,
-            model or DEFAULT_MODEL[dataset],
+            model or (generation or {}).get("model") or DEFAULT_MODELS[dataset],
             n,
             out,
             device=device,
-            seed=seed,
+            seed=seed or 0,
             second_model=second_model,
+            judges=list(judge) if judge else None,
+            conditions=conditions,
+            generation=generation,
             data_dir=data_dir,
             model_arch=arch,
             second_model_arch=second_arch,
@@ -95,13 +149,19 @@ def make(
             typer.echo(f"Error: {exc}", err=True)
             raise typer.Exit(1) from None
         raise
+    typer.echo(
+        f"{summary['n']} of {summary['target']} complete source images in {summary['seconds']:.1f} s "
+        f"({summary['failed']} replaced after a failed attempt, {summary['attempted']} tried)"
+    )
     for cond, entry in summary["conditions"].items():
         extra = ""
         if "mean_l0_frac" in entry and norm == "l0":
             extra = f", mean L0 {entry['mean_l0_frac']:.2%}"
         elif "mean_ssim" in entry:
             extra = f", mean SSIM {entry['mean_ssim']:.3f}"
-        typer.echo(f"{cond}: {entry['succeeded']}/{entry['attempted']} in {entry['seconds']:.1f} s{extra}")
+        typer.echo(
+            f"{cond} ({entry['attack']}): {entry['succeeded']}/{entry['attempted']} in {entry['seconds']:.1f} s{extra}"
+        )
     typer.echo(f"Wrote {summary['manifest']} (failures in {summary['failures']}).")
     logger.debug("summary: %s", json.dumps(summary))
 

@@ -1,5 +1,6 @@
-"""The worker loop: claim a job, keep its lease alive, generate the stimuli, write them with the job's
-completion in one transaction. Crash-safe and idempotent: at most one stimulus per (condition, image).
+"""The worker loop: claim a job, keep its lease alive, make its block (``workers.generation.block``), and hand
+the typed result to the app-side writer (``app.jobs.service.record_block``) in the transaction that marks the
+job done. Crash-safe and idempotent: exactly one stimulus per (condition, image), complete triples only.
 """
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ import logging
 import os
 import socket
 import threading
-import time
 import traceback
 import uuid
 from dataclasses import dataclass, field
@@ -16,14 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from app.contracts import JobPayload
 from app.db import Database
-from app.models import Condition, Job, MlModel, Stimulus, Study
-from app.stimuli.service import add_stimulus
+from app.design import DEVICES
+from app.jobs.service import record_block
+from app.models import Job, MlModel, Study
 from app.studies.progress import activate_if_ready
 from workers.generation import queue
 
@@ -33,12 +34,12 @@ log = logging.getLogger(__name__)
 def pick_device(requested: str = "auto") -> str:
     import torch
 
+    if requested not in DEVICES:
+        raise ValueError(f"unknown device {requested!r} (use {', '.join(DEVICES)})")
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("--device cuda was asked for, but no CUDA device is available")
-    if requested not in ("cpu", "cuda"):
-        raise ValueError(f"unknown device {requested!r} (use auto, cpu or cuda)")
     return requested
 
 
@@ -49,18 +50,9 @@ class LeaseLost(Exception):
 @dataclass
 class _Caches:
     models: dict[tuple[str, str], Any] = field(default_factory=dict)
-    datasets: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
-    candidates: dict[tuple[str, str, int, int], list[int]] = field(default_factory=dict)
+    datasets: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    inputs: dict[tuple[Any, ...], Any] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-def _cai_l0(session: Session, study_id: int) -> list[int] | None:
-    """L0 (pixels) of the study's CAI stimuli so far: the automated L0 CAP search follows this distribution."""
-    rows = session.scalars(
-        select(Stimulus.metrics).join(Condition).where(Condition.study_id == study_id, Condition.code == "CAI")
-    )
-    values = [int(m["l0"]) for m in rows if isinstance(m, dict) and m.get("l0") is not None]
-    return values or None
 
 
 class Worker:
@@ -122,11 +114,12 @@ class Worker:
                 return None
             job_id = job.id
             log.info(
-                "job %s: %s %s batch %s (attempt %s/%s)",
+                "job %s: %s block %s [%s, +%s) (attempt %s/%s)",
                 job.id,
                 job.payload.get("norm"),
-                job.payload.get("condition"),
-                job.payload.get("batch"),
+                job.payload.get("block"),
+                job.payload.get("start"),
+                job.payload.get("size"),
                 job.attempts,
                 job.max_attempts,
             )
@@ -166,96 +159,49 @@ class Worker:
         with self.db.sessionmaker() as session:
             job = session.get(Job, job_id)
             assert job is not None
-            payload = dict(job.payload)
-            cond = session.get(Condition, job.condition_id)
-            assert cond is not None
-            existing = set(session.scalars(select(Stimulus.image_index).where(Stimulus.condition_id == cond.id)))
-            cai_l0 = _cai_l0(session, cond.study_id) if payload["condition"] == "CAP" else None
-        t0 = time.perf_counter()
-        images, labels = self._dataset(payload["dataset"])
-        model = self._model(payload["model"])
-        candidates = self._candidates(payload, model, images, labels)
-        start = payload["batch"] * payload["batch_size"]
-        batch = candidates[start : start + payload["batch_size"]]
-        todo = [i for i in batch if i not in existing]
-        # Only the automated L0 CAP search needs the independent judge model.
-        needs_judge = payload["norm"] == "l0" and payload["condition"] == "CAP" and payload.get("second_model")
-        second = self._model(payload["second_model"]) if needs_judge else None
-        from workers.generation.make import generate
+            study_id = job.study_id
+            # Validated here as the worker's side of the contract; a malformed job fails with the reason.
+            payload = JobPayload.model_validate(job.payload)
+        inputs = self._inputs(payload)
+        from workers.generation.block import make_block
 
-        results = generate(
-            payload["dataset"],
-            payload["norm"],
-            payload["condition"],
-            images[todo],
-            labels[todo],
-            todo,
-            model,
-            second_model=second,
-            # Every batch draws its own random numbers, reproducibly; the seed used is stored per stimulus.
-            seed=int(payload["seed"]) * 100003 + int(payload["batch"]),
-            device=self.device,
-            data_dir=self.data_dir,
-            cai_l0=cai_l0,
-        )
+        result = make_block(payload, inputs)
         if lost.is_set():
             raise LeaseLost()
-        summary: dict[str, Any] = {
-            "done": [],
-            "failed": [],
-            "skipped": [i for i in batch if i in existing],
-            "device": self.device,
-            "worker": self.worker_id,
-        }
         with self.db.sessionmaker() as session:
-            if not queue.finish(session, job_id, self.worker_id, summary):  # takes the job row lock first
+            if not queue.finish(session, job_id, self.worker_id, {}):  # takes the job row lock first
                 session.rollback()
                 raise LeaseLost()
-            study = session.get(Study, cond.study_id)
-            cond = session.get(Condition, cond.id)
-            assert study is not None and cond is not None
-            self._register_model(session, model, payload["model"], payload["dataset"])
-            have = set(session.scalars(select(Stimulus.image_index).where(Stimulus.condition_id == cond.id)))
-            for r in results:
-                idx = int(r["image_index"])
-                if not r["success"]:
-                    reason = r["metrics"].get("note") or "attack failed"
-                    summary["failed"].append({"image_index": idx, "reason": reason})
-                    continue
-                if idx in have:
-                    summary["skipped"].append(idx)
-                    continue
-                add_stimulus(
-                    session,
-                    study,
-                    cond,
-                    image_index=idx,
-                    label=int(r["label"]),
-                    pixels=r["image"],
-                    extra=r["metrics"],
-                    source="worker",
-                )
-                have.add(idx)
-                summary["done"].append(idx)
-            summary["seconds"] = round(time.perf_counter() - t0, 3)
-            queue.finish_result(session, job_id, summary)
+            study = session.get(Study, study_id)
+            job = session.get(Job, job_id)
+            assert study is not None and job is not None
+            for spec, model in [(payload.model, inputs.model), *zip(payload.judges, inputs.judges, strict=True)]:
+                self._register_model(session, model, spec, payload.dataset)
+            summary = record_block(session, study, job, result, worker=self.worker_id)
             session.commit()
+        log.info(
+            "job %s: %s complete, %s failed, %s skipped in %.1f s",
+            job_id,
+            len(summary.complete),
+            len(summary.failed),
+            len(summary.skipped),
+            result.seconds,
+        )
         with self.db.sessionmaker() as session:
-            study = session.get(Study, cond.study_id)
+            study = session.get(Study, study_id)
             if study is not None and activate_if_ready(session, study):
                 session.commit()
                 log.info("study %s: every pool is complete; activated", study.slug)
 
     # --- cached inputs ----------------------------------------------------------------------
 
-    def _dataset(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+    def _dataset(self, name: str, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
         with self.caches.lock:
-            if name not in self.caches.datasets:
-                from workers.data.datasets import load_cifar10, load_mnist
+            if (name, split) not in self.caches.datasets:
+                from workers.data.datasets import load_dataset
 
-                loader = {"mnist": load_mnist, "cifar10": load_cifar10}[name]
-                self.caches.datasets[name] = loader(self.data_dir, "test")
-            return self.caches.datasets[name]
+                self.caches.datasets[(name, split)] = load_dataset(name, self.data_dir, split)  # type: ignore[arg-type]
+            return self.caches.datasets[(name, split)]
 
     def _model(self, spec: str) -> Any:
         with self.caches.lock:
@@ -266,29 +212,25 @@ class Worker:
                 self.caches.models[key] = load_model(spec, device=self.device, data_dir=self.data_dir)
             return self.caches.models[key]
 
-    def _candidates(self, payload: dict[str, Any], model: Any, images: np.ndarray, labels: np.ndarray) -> list[int]:
-        """The study's source images: test images the model classifies correctly, in the seed's random order.
+    def _inputs(self, payload: JobPayload) -> Any:
+        """Models, data and the candidate order for a payload: loaded once per (dataset, model, judges)."""
+        from workers.generation.block import BlockInputs
 
-        The same list for every condition of a study, so CB, CAI and CAP start from the same images.
-        """
-        key = (payload["dataset"], model.model_id, int(payload["seed"]), int(payload["images"]))
+        key = (payload.dataset, payload.model, tuple(payload.judges))
+        model = self._model(payload.model)
+        judges = [self._model(j) for j in payload.judges]
+        images, labels = self._dataset(payload.dataset)
         with self.caches.lock:
-            if key not in self.caches.candidates:
-                import torch
-
-                from workers.generation.make import choose_benign, source_limit
-
-                idx = choose_benign(
-                    model,
-                    images,
-                    labels.astype(np.int64),
-                    int(payload["images"]),
-                    int(payload["seed"]),
-                    torch.device(self.device),
-                    limit=source_limit(payload["norm"], len(labels)),
+            if key not in self.caches.inputs:
+                self.caches.inputs[key] = BlockInputs(
+                    model=model,
+                    test_images=images,
+                    test_labels=labels.astype(np.int64),
+                    judges=judges,
+                    device=self.device,
+                    data_dir=self.data_dir,
                 )
-                self.caches.candidates[key] = [int(i) for i in idx]
-            return self.caches.candidates[key]
+            return self.caches.inputs[key]
 
     def _register_model(self, session: Session, model: Any, spec: str, dataset: str) -> None:
         values = {

@@ -17,44 +17,31 @@ Tensors here are batches ``[N, C, H, W]``: float images in [0, 1] and benign ima
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-L0_FRACTION = 0.15
-L2_TARGET = 6.0
-L2_TOL = 0.01
-LINF_EPS = 0.1
-NORMS = ("l0", "l2", "linf")
+from app.design import L0_FRACTION, L2_TARGET, L2_TOL, LINF_EPS, NORMS, Budget, l0_max_pixels, linf_levels
 
-
-@dataclass(frozen=True)
-class Budget:
-    """The budget of one study."""
-
-    norm: str
-    l0_fraction: float = L0_FRACTION
-    l2_target: float = L2_TARGET
-    l2_tol: float = L2_TOL
-    linf_eps: float = LINF_EPS
-
-    def describe(self) -> str:
-        if self.norm == "l0":
-            return f"L0 <= {self.l0_fraction:.0%} of pixels"
-        if self.norm == "l2":
-            return f"{self.l2_target - self.l2_tol:g} <= L2 <= {self.l2_target + self.l2_tol:g}"
-        return f"Linf <= {self.linf_eps:g}"
-
-
-def l0_max_pixels(h: int, w: int, fraction: float = L0_FRACTION) -> int:
-    """The largest allowed number of changed pixels for an ``h x w`` image."""
-    return int(math.floor(h * w * fraction + 1e-9))
-
-
-def linf_levels(eps: float = LINF_EPS) -> int:
-    """The largest allowed per-channel change in 8-bit levels."""
-    return int(math.floor(eps * 255 + 1e-9))
+# The budgets are part of the study vocabulary (app.design); they are re-exported here for the attacks.
+__all__ = [
+    "L0_FRACTION",
+    "L2_TARGET",
+    "L2_TOL",
+    "LINF_EPS",
+    "NORMS",
+    "Budget",
+    "budget_ok",
+    "distances",
+    "from_uint8",
+    "l0_max_pixels",
+    "linf_levels",
+    "quantize",
+    "quantize_l0",
+    "quantize_l2",
+    "quantize_linf",
+    "to_uint8",
+]
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import typer
 
+from app.design import DATASETS, DEVICES
+
 app = typer.Typer(help="Robust classifiers: train, evaluate, list, export.", no_args_is_help=True)
 
-DATASETS = ("mnist", "cifar10")
 METHODS = ("fgsm-rs", "pgd")
-DEVICES = ("auto", "cpu", "cuda")
 
 
 def parse_eps(value: str) -> float:

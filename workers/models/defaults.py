@@ -6,6 +6,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.design import DEFAULT_JUDGES
+from app.design import DEFAULT_MODELS as DEFAULT_MODELS_BY_DATASET
+
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
@@ -55,5 +58,6 @@ DEFAULT_MODELS: dict[str, DefaultModel] = {
     )
 }
 
-DEFAULT_FOR_DATASET = {"mnist": "mnist-default", "cifar10": "cifar10-default"}
-JUDGE_FOR_DATASET = {"mnist": "mnist-second"}
+# The study vocabulary names the defaults (app.design); these are the older names.
+DEFAULT_FOR_DATASET = dict(DEFAULT_MODELS_BY_DATASET)
+JUDGE_FOR_DATASET = {d: js[0] for d, js in DEFAULT_JUDGES.items() if js}

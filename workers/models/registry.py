@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from app.design import IMAGE_SHAPES, NUM_CLASSES
+
 # Per-dataset input geometry and the default input normalisation (mean, std per channel).
 DATASET_INFO: dict[str, dict] = {
-    "mnist": {"input_shape": (1, 28, 28), "num_classes": 10},
-    "cifar10": {"input_shape": (3, 32, 32), "num_classes": 10},
+    d: {"input_shape": (c, h, w), "num_classes": NUM_CLASSES} for d, (h, w, c) in IMAGE_SHAPES.items()
 }
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2471, 0.2435, 0.2616)

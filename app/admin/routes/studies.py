@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from app.admin import audit
 from app.admin.deps import AdminDep, AdminFormDep, SessionDep
 from app.admin.routes._common import page, see_other
+from app.design import CONDITIONS, DATASETS, NORMS
 from app.errors import ConfigError, DomainError
 from app.jobs.service import enqueue_generation
 from app.participants import pilots
@@ -18,7 +19,6 @@ from app.studies import lifecycle
 from app.studies import service as studies
 from app.studies.form import FORM_FILENAME, toml_from_form
 from app.studies.progress import study_progress
-from app.studies.schema import ALL_CONDITIONS, DATASET_NORMS
 from app.web import public_base_url
 
 router = APIRouter(prefix="/admin")
@@ -45,9 +45,9 @@ def _new_page(request: Request, admin, status_code: int = 200, **ctx) -> Respons
         "admin/study_new.html",
         admin,
         status_code=status_code,
-        conditions=ALL_CONDITIONS,
-        datasets=sorted(DATASET_NORMS),
-        norms=("l0", "l2", "linf"),
+        conditions=CONDITIONS,
+        datasets=DATASETS,
+        norms=NORMS,
         form=ctx.pop("form", {}),
         **ctx,
     )
@@ -210,10 +210,11 @@ def prolific_setup(request: Request, slug: str, admin: AdminDep, session: Sessio
 def progress_json(slug: str, admin: AdminDep, session: SessionDep) -> dict[str, object]:
     """What the overview's generation table shows, for its poll (static/js/admin.js)."""
     prog = study_progress(session, studies.get_study(session, slug))
-    cells: dict[str, object] = {}
+    cells: dict[str, object] = {"strong.complete": prog.complete, "span.replaced": prog.failed}
+    cells["span.pending"] = prog.pending
     for c in prog.conditions:
         row = f'tr[data-condition="{c.code}"]'
-        for key in ("done", "failed", "skipped", "pending"):
-            cells[f"{row} td.{key}"] = getattr(c, key)
-        cells[f"{row} td.jobs-failed"] = c.jobs_failed
-    return {"cells": cells, "live": any(c.pending for c in prog.conditions)}
+        cells[f"{row} td.done"] = c.done
+        cells[f"{row} td.failed"] = c.failed
+        cells[f"{row} td.reasons"] = "; ".join(f"{n} \u00d7 {r}" for r, n in c.reasons.items())
+    return {"cells": cells, "live": bool(prog.pending)}

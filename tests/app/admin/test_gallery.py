@@ -9,7 +9,7 @@ import pytest
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
 from sqlalchemy import select
 
-from app.models import AuditEntry, Job, JobStatus, Participant, Stimulus, Trial
+from app.models import AuditEntry, Job, JobStatus, Participant, SourceFailure, Stimulus, Trial
 from app.stimuli.service import export_stimuli
 from app.studies.service import get_study, pool_sizes
 
@@ -127,27 +127,33 @@ def test_failed_attacks_are_listed_with_their_reason_apart_from_job_errors(admin
         st = get_study(s, "gal")
         cap = st.condition("CAP")
         s.add(
-            Job(
+            SourceFailure(
                 study_id=st.id,
-                condition_id=cap.id,
-                payload={"batch": 0, "batch_size": 2, "images": 2},
-                status=JobStatus.DONE,
-                result={"failed": [{"image_index": 7, "reason": "no donor fooled all judges"}], "skipped": [8]},
+                image_index=7,
+                position=3,
+                label=1,
+                status="failed",
+                reasons={"CAP": "no donor fooled all judges"},
+            )
+        )
+        s.add(
+            SourceFailure(
+                study_id=st.id, image_index=8, position=4, label=2, status="failed", reasons={"CB": "misclassified"}
             )
         )
         s.add(
             Job(
                 study_id=st.id,
                 condition_id=cap.id,
-                payload={"batch": 1, "batch_size": 2, "images": 4},
+                payload={"block": 1, "size": 2, "images": 4},
                 status=JobStatus.FAILED,
                 last_error="CUDA out of memory",
             )
         )
     doc = HTMLParser(admin_client.get("/admin/studies/gal/stimuli").text)
     failed = [[td.text() for td in tr.css("td")] for tr in doc.css("table.failed-attempts tbody tr")]
-    assert ["CAP", "7", "attack did not succeed", "no donor fooled all judges"] in failed
-    assert any(r[:3] == ["CAP", "8", "skipped"] for r in failed)
+    assert ["CAP", "7", "replaced: attempt did not succeed", "no donor fooled all judges"] in failed
+    assert ["CB", "8", "replaced: attempt did not succeed", "misclassified"] in failed
     assert "CUDA out of memory" in doc.css_first(".job-error").text()
 
 

@@ -193,20 +193,28 @@ def test_activate_pause_resume_close_and_the_audit_log(admin_client, db, make_st
     assert '"{""from"": ""paused"", ""to"": ""active""}"' in csv_text[2]
 
 
-def test_regenerate_a_condition_enqueues_its_jobs(admin_client, db, toml_for) -> None:  # type: ignore[no-untyped-def]
+def test_regenerate_retries_failed_blocks(admin_client, db, toml_for) -> None:  # type: ignore[no-untyped-def]
     r = _upload(admin_client, toml_for("regen", extra="\n[generation]\nimages = 4\nbatch_size = 2\n"))
     assert r.status_code == 303, r.text[:500]
     with db.session() as s:
-        jobs = s.scalars(select(Job)).all()
-        assert len(jobs) == 6  # 3 conditions x 2 batches
-        for j in jobs:
-            j.status = JobStatus.DONE
-    r = admin_client.post("/admin/studies/regen/regenerate", data={"condition": "CAI", "csrf_token": admin_client.csrf})
+        jobs = s.scalars(select(Job).order_by(Job.id)).all()
+        assert len(jobs) == 2  # 2 blocks of source images, each made in every condition
+        jobs[0].status = JobStatus.DONE
+        jobs[1].status = JobStatus.FAILED
+    page = HTMLParser(admin_client.get("/admin/studies/regen").text)
+    assert page.css_first("p.generation-summary strong.complete").text() == "0"
+    r = admin_client.post("/admin/studies/regen/regenerate", data={"condition": "all", "csrf_token": admin_client.csrf})
     assert r.status_code == 303
     with db.session() as s:
         pending = s.scalars(select(Job).where(Job.status == JobStatus.PENDING)).all()
-        assert len(pending) == 2 and {j.payload["condition"] for j in pending} == {"CAI"}
-    assert _audit(db)[-1] == ("study.regenerate", "CAI")
+        # the failed block is retried; block 0 (marked done here without stimuli) is made up by two top-ups
+        assert [j.payload["block"] for j in pending] == [1, 2, 3]
+    assert _audit(db)[-1] == ("study.regenerate", "all")
+    # one condition alone is refused: a source image enters the study only with every condition
+    r = admin_client.post("/admin/studies/regen/regenerate", data={"condition": "CAI", "csrf_token": admin_client.csrf})
+    assert r.status_code == 409 and "together" in r.text
+    poll = admin_client.get("/admin/studies/regen/progress.json").json()
+    assert poll["cells"]["strong.complete"] == 0 and poll["live"] is True
 
 
 def test_prolific_setup_panel(admin_client, db, make_study) -> None:  # type: ignore[no-untyped-def]

@@ -476,7 +476,11 @@ def test_export_reimports_into_a_fresh_study_with_identical_pixels(db, study, to
 
 @sqlite_only
 def test_rgb_pool_round_trip_for_cifar10(db, toml_for, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    src = toml_for(slug="cifar-pool", trials=1, conditions=("CB",)).replace('dataset = "mnist"', 'dataset = "cifar10"')
+    src = (
+        toml_for(slug="cifar-pool", trials=1, conditions=("CB",))
+        .replace('dataset = "mnist"', 'dataset = "cifar10"')
+        .replace('norm = "l0"', 'norm = "l2"')
+    )
     with db.session() as s:
         create_study(s, src)
     d = tmp_path / "pool"

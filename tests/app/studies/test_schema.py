@@ -370,3 +370,66 @@ def test_the_demo_texts_agree_with_the_demo_config() -> None:
     assert f"You will see {cfg.trials_per_participant} small images" in consent
     assert f"there are {len(cfg.attention_positions())} attention checks" in instructions
     assert "{" not in consent + instructions
+
+
+# --- [generation]: attacks per condition, dataset-norm pairs, defaults from the vocabulary ---------------
+
+GEN_L0 = VALID.replace('norm = "l2"', 'norm = "l0"') + "\n[generation]\nseed = 3\n"
+
+
+def test_generation_defaults_come_from_the_vocabulary() -> None:
+    from app.design import DEFAULT_SOURCE_IMAGES
+
+    cfg = parse_study_config(GEN_L0)
+    gen = cfg.generation
+    assert gen is not None and gen.images == DEFAULT_SOURCE_IMAGES["l0"] == 75
+    assert gen.model == "mnist-default" and gen.judges == ["mnist-second", "mnist-advertorch-lenet5"]
+    assert {c: a.name for c, a in gen.attacks.items()} == {"CB": "benign", "CAI": "l0_search", "CAP": "l0_paste"}
+    assert gen.attacks["CAP"].params["mean_fraction"] == 0.0448  # every parameter is stored, defaults filled in
+    l2 = parse_study_config(VALID.replace('dataset = "mnist"', 'dataset = "cifar10"') + "\n[generation]\n")
+    assert l2.generation is not None and l2.generation.images == 100 and l2.generation.judges == []
+
+
+def test_an_attack_and_its_parameters_can_be_chosen_per_condition() -> None:
+    src = GEN_L0 + '\n[generation.attacks.CAI]\nname = "jsma"\nparams = { theta = 0.5, max_targets = 3 }\n'
+    cfg = parse_study_config(src)
+    assert cfg.generation is not None
+    assert cfg.generation.attacks["CAI"].params["theta"] == 0.5
+    assert cfg.generation.attacks["CAI"].params["max_targets"] == 3
+
+
+@pytest.mark.parametrize(
+    ("table", "needle", "message"),
+    [
+        ('[generation.attacks.CAI]\nname = "fgsm"\n', 'name = "fgsm"', "unknown attack 'fgsm'"),
+        ('[generation.attacks.CAP]\nname = "jsma"\n', 'name = "jsma"', "does not make CAP stimuli for the l0 study"),
+        ('[generation.attacks.CAP]\nname = "l0_paste"\nparams = { judge_models = ["x"] }\n', "params =", "unknown"),
+        ('[generation.attacks.CAI]\nname = "jsma"\nparams = { thetta = 1 }\n', "params =", "unknown parameter"),
+        ('[generation.attacks.CAI]\nname = "jsma"\nparams = { theta = 5 }\n', "params =", "less than or equal to 1"),
+        ('[generation.attacks.CB]\nname = "jsma"\n', 'name = "jsma"', "does not make CB stimuli"),
+    ],
+)
+def test_a_bad_attack_choice_is_an_error_with_file_and_line(table: str, needle: str, message: str) -> None:
+    src = GEN_L0 + "\n" + table
+    msg = error_of(src, filename="l0.toml")
+    assert f"l0.toml:{line_no(src, needle)}:" in msg and message in msg, msg
+
+
+def test_an_attack_for_a_condition_the_study_does_not_have() -> None:
+    src = GEN_L0.replace('conditions = ["CB", "CAI", "CAP"]', 'conditions = ["CB", "CAI"]')
+    src += '\n[generation.attacks.CAP]\nname = "l0_cap"\n'
+    msg = error_of(src)
+    assert "generation.attacks.CAP" in msg and "not one of the study's conditions" in msg
+
+
+def test_cifar10_with_l0_is_refused_when_the_config_is_read() -> None:
+    src = VALID.replace('dataset = "mnist"', 'dataset = "cifar10"').replace('norm = "l2"', 'norm = "l0"')
+    msg = error_of(src, filename="c.toml")
+    assert f"c.toml:{line_no(src, 'norm =')}: norm:" in msg and "does not run on cifar10" in msg
+
+
+def test_judges_and_second_model_are_one_or_the_other() -> None:
+    msg = error_of(GEN_L0 + 'judges = ["a"]\nsecond_model = "b"\n')
+    assert "either judges or second_model" in msg
+    cfg = parse_study_config(GEN_L0 + 'second_model = "b"\n')
+    assert cfg.generation is not None and cfg.generation.judges == ["b"] and cfg.generation.second_model is None

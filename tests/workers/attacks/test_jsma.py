@@ -284,15 +284,16 @@ def test_registry() -> None:
     # JSMA stays selectable by name; the L0 defaults are the exact search (CAI) and donor pasting (CAP)
     assert attack_for("l0", "CAI").name == "l0_search"
     assert attack_for("l0", "CAP").name == "l0_paste"
-    assert get_attack("jsma").norm == "l0"
+    assert get_attack("jsma").norms == ("l0",)
     assert attack_for("l2", "CAP").name == "l2_fixed"
     assert attack_for("linf", "CAI").name == "linf_pgd_ssim"
     assert get_attack("jsma").defaults["mode"] == "all"
     assert get_attack("jsma").defaults["max_targets"] is None and get_attack("jsma").defaults["parallel"] == 2
     with pytest.raises(KeyError):
         get_attack("fgsm")
+    assert attack_for("l0", "CB").name == "benign"  # CB is the benign identity, through the same registry
     with pytest.raises(ValueError):
-        attack_for("l0", "CB")
+        attack_for("l0", "XX")
     with pytest.raises(ValueError):
         jsma(TinyNet(), _batch(1), torch.tensor([0]), mode="some")
 

@@ -141,30 +141,32 @@ def test_sizes_follow_the_papers_distribution() -> None:
 
 
 def test_l0_sources_never_come_from_the_donor_slice() -> None:
-    from workers.attacks.l0_paste import DONOR_SLICE
-    from workers.generation.make import choose_benign, source_limit
+    from app.attack_specs import get_spec
+    from workers.attacks.l0_paste import DONOR_SLICE, donor_start
+    from workers.generation.block import candidate_order
 
-    assert source_limit("l0", 10000) == DONOR_SLICE.start == 5000
-    assert source_limit("l0", 5000) == 2500  # e.g. the demo's offline fallback digits
-    assert source_limit("l2") is None and source_limit("linf") is None
-    m = Matcher(0)
-    imgs = (_digits([c % 10 for c in range(60)], seed=5)[:, 0] * 255).round().to(torch.uint8).numpy()
-    labels = m(torch.from_numpy(imgs).float().div(255).unsqueeze(1)).argmax(1).numpy()
-    idx = choose_benign(m, imgs, labels, 20, 0, torch.device("cpu"), limit=30)
-    assert len(set(idx.tolist())) == 20 and int(idx.max()) < 30
+    spec = get_spec("l0_paste")
+    assert spec.reserves_test == (0.5, 1.0) and donor_start(10000) == DONOR_SLICE.start == 5000
+    order = candidate_order(0, 10000, [(5000, 10000)])
+    assert sorted(order.tolist()) == list(range(5000))  # every other test image, in a seeded order
+    assert donor_start(5000) == 2500  # e.g. the demo's offline fallback digits
+    assert get_spec("l2_fixed").reserves_test is None and len(candidate_order(0, 10000, [])) == 10000
 
 
-def test_generate_judges_without_the_external_model(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """Without the data directory's LeNet5 (e.g. the offline demo), CAP is judged by the others, visibly."""
+def test_two_judges_when_the_config_says_so() -> None:
+    """The offline demo has no LeNet5: its config asks for min_judges = 2 openly (recorded with every stimulus)."""
     import json
 
-    from workers.generation.make import generate
+    from workers.generation.generate import generate
 
     m = Matcher(0)
     x = _digits([1, 3], seed=6)
     imgs = (x[:, 0] * 255).round().to(torch.uint8).numpy()
     labels = m(x).argmax(1).numpy()
     donors, donor_y = _donors()
+    kw = {"donor_images": donors, "donor_labels": donor_y}
+    with pytest.raises(ValueError, match="at least 3 judges"):
+        generate("mnist", "l0", "CAP", imgs, labels, [0, 1], m, 0, "cpu", judges=[Matcher(1)], **kw)
     rows = generate(
         "mnist",
         "l0",
@@ -175,10 +177,8 @@ def test_generate_judges_without_the_external_model(tmp_path) -> None:  # type: 
         m,
         0,
         "cpu",
-        data_dir=tmp_path,
-        donor_images=donors,
-        donor_labels=donor_y,
+        judges=[Matcher(1)],
+        attack_params={"min_judges": 2},
+        **kw,
     )
-    params = json.loads(rows[0]["metrics"]["params"])
-    assert params["judges_missing"] == ["mnist-advertorch-lenet5"] and params["min_judges"] == 2
-    assert params["judges"][1].startswith("mnist-second@")
+    assert json.loads(rows[0]["metrics"]["params"])["min_judges"] == 2

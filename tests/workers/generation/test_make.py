@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import workers.generation.make as make_mod
-from workers.attacks.base import AttackResult, AttackSpec
+import workers.generation.generate as generate_mod
+from app.attack_specs import get_spec
+from workers.attacks.base import AttackImpl, AttackResult
 from workers.generation.make import MANIFEST_HEAD, METRIC_COLUMNS, generate, make_stimuli, resolve_device
 from workers.measures.budgets import budget_ok
 
@@ -83,7 +84,7 @@ def test_generate_l2_rows(condition: str) -> None:
         model,
         seed=1,
         device="cpu",
-        attack_params={"steps": 6, "wang_steps": 10},
+        attack_params={"steps": 6, "wang_steps": 10} if condition != "CB" else None,
     )
     assert [r["image_index"] for r in rows] == [10, 11, 12]
     for r in rows:
@@ -92,7 +93,7 @@ def test_generate_l2_rows(condition: str) -> None:
         assert set(m) == set(METRIC_COLUMNS)
         assert m["model_id"] == "tiny3-0" and m["seed"] == 1
         if condition == "CB":
-            assert m["l0"] == 0 and m["psnr"] is None and r["success"]
+            assert m["l0"] == 0 and m["psnr"] is None and r["success"] and m["attack"] == "benign"
         else:
             assert m["attack"] == "l2_fixed" and m["ssim_variant"] == "reflect"
             assert json.loads(m["params"])["steps"] == 6
@@ -126,7 +127,7 @@ def test_generate_judges_the_stored_image(monkeypatch: pytest.MonkeyPatch) -> No
             iterations=torch.zeros(x.shape[0], dtype=torch.long),
         )
 
-    monkeypatch.setattr(make_mod, "attack_for", lambda norm, c: AttackSpec("cheat", norm, (c,), cheat, {}, None))
+    monkeypatch.setattr(generate_mod, "attack_for", lambda norm, c: AttackImpl(get_spec("linf_pgd_ssim"), cheat))
     model = Tiny(3)
     imgs = _cifar_like(2, 0)
     rows = generate("cifar10", "linf", "CAI", imgs, _labels(model, imgs), [0, 1], model, seed=0, device="cpu")
@@ -143,14 +144,20 @@ def test_generate_rejects_bad_input() -> None:
         generate("mnist", "l0", "XX", imgs, [0, 1], [0, 1], model, 0, "cpu")
     with pytest.raises(ValueError):
         generate("mnist", "l0", "CAI", imgs.astype(np.float32), [0, 1], [0, 1], model, 0, "cpu")
-    with pytest.raises(ValueError, match="at least 3 judges"):
-        generate("mnist", "l0", "CAP", imgs, [0, 1], [0, 1], model, 0, "cpu", judges=[Tiny(1, 1)],
-                 donor_images=imgs, donor_labels=np.array([0, 1]))
+    with pytest.raises(ValueError, match="needs judge models"):
+        generate("mnist", "l0", "CAP", imgs, [0, 1], [0, 1], model, 0, "cpu", train_images=imgs, train_labels=[0, 1])
+    with pytest.raises(ValueError, match="unknown attack"):
+        generate("mnist", "l0", "CAI", imgs, [0, 1], [0, 1], model, 0, "cpu", attack="fgsm")
+    with pytest.raises(ValueError, match="does not make CAP"):
+        generate("mnist", "l0", "CAP", imgs, [0, 1], [0, 1], model, 0, "cpu", attack="jsma")
+    with pytest.raises(ValueError, match="bogus"):
+        generate("mnist", "l0", "CAI", imgs, [0, 1], [0, 1], model, 0, "cpu", attack_params={"bogus": 1})
 
 
 def test_make_stimuli_l0_folder(tmp_path: Path) -> None:
+    """Complete triples: a source image whose CAP fails is replaced by the next candidate in every condition."""
     torch.set_num_threads(1)
-    model, judge = Tiny(1, 0), Tiny(1, 1)
+    model, judge = Tiny(1, 1), Tiny(1, 2)
     test_x = _mnist_like(40, 0)
     test_y = _labels(model, test_x)
     train_x = _mnist_like(300, 1)
@@ -164,11 +171,11 @@ def test_make_stimuli_l0_folder(tmp_path: Path) -> None:
         device="cpu",
         seed=3,
         second_model=judge,
+        attacks={"CAP": "l0_cap"},  # the older CAP copies training digits: a small set is enough here
         test_images=test_x,
         test_labels=test_y,
-        judges=[judge, Tiny(1, 2)],
-        donor_images=train_x,
-        donor_labels=train_y,
+        train_images=train_x,
+        train_labels=train_y,
         batch_size=4,
         progress=False,
     )
@@ -179,13 +186,18 @@ def test_make_stimuli_l0_folder(tmp_path: Path) -> None:
         failed = list(csv.DictReader(fh))
     header = list(csv.reader((out / "manifest.csv").open()))[0]
     assert tuple(header[:4]) == MANIFEST_HEAD and tuple(header[4:]) == METRIC_COLUMNS
-    cb = [r for r in rows if r["condition"] == "CB"]
-    assert len(cb) == 6 and summary["conditions"]["CB"]["succeeded"] == 6
-    assert len(rows) + len(failed) == 18
-    assert all(r["success"] == "True" for r in rows) and all(r["success"] == "False" for r in failed)
-    assert all(not r["path"].startswith("failed/") for r in rows)
-    assert all(r["path"].startswith("failed/") for r in failed)
-    benign = {int(r["image_index"]): np.asarray(Image_open(out / r["path"])) for r in cb}
+    # complete triples only: the same 6 source images in every condition
+    by_cond = {c: {int(r["image_index"]) for r in rows if r["condition"] == c} for c in ("CB", "CAI", "CAP")}
+    assert len(by_cond["CB"]) == 6 and by_cond["CB"] == by_cond["CAI"] == by_cond["CAP"]
+    assert summary["n"] == 6 and summary["conditions"]["CB"]["succeeded"] == 6
+    assert all(r["success"] == "True" for r in rows)
+    assert summary["attempted"] == 6 + summary["failed"] + summary["surplus"]
+    assert summary["failed"] == 2 and summary["failure_reasons"] == {
+        "CAP": {"no training digit within the L0 budget fooled both models": 2}
+    }
+    assert {int(f["image_index"]) for f in failed}.isdisjoint(by_cond["CB"])
+    assert all(f["reason"] and f["status"] in ("failed", "surplus") for f in failed)
+    benign = {int(r["image_index"]): np.asarray(Image_open(out / r["path"])) for r in rows if r["condition"] == "CB"}
     for r in rows:
         img = np.asarray(Image_open(out / r["path"]))
         assert img.shape == (28, 28) and img.dtype == np.uint8
@@ -194,7 +206,7 @@ def test_make_stimuli_l0_folder(tmp_path: Path) -> None:
         if r["condition"] != "CB":
             x = torch.from_numpy(np.array(img)).float().div(255)[None, None]
             assert int(model(x).argmax(1)) != int(r["label"])
-            assert r["attack"] in ("l0_search", "l0_paste") and r["model_id"] == "tiny1-0"
+            assert r["attack"] in ("l0_search", "l0_cap") and r["model_id"] == "tiny1-1"
     assert (out / "summary.json").is_file()
     with pytest.raises(FileExistsError):
         make_stimuli(
@@ -271,10 +283,10 @@ def test_cli_real_mnist_l0(data_dir: Path, tmp_path: Path) -> None:
         ref,
         "--arch",
         "lenet5_advertorch",
-        "--second-model",
-        ref,
-        "--second-arch",
-        "lenet5_advertorch",
+        "--judge",
+        "mnist-second",
+        "--judge",
+        "mnist-default",
         "--device",
         "cpu",
         "--seed",
@@ -284,10 +296,10 @@ def test_cli_real_mnist_l0(data_dir: Path, tmp_path: Path) -> None:
     ]
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
-    assert "CAI:" in r.output
+    assert "CAI (" in r.output
     with (tmp_path / "l0" / "manifest.csv").open() as fh:
         rows = list(csv.DictReader(fh))
-    assert sum(r["condition"] == "CB" for r in rows) == 4
+    assert sum(r["condition"] == "CB" for r in rows) == 4 and len(rows) == 12
     from workers.data.datasets import load_mnist
 
     images, labels = load_mnist(data_dir, "test")

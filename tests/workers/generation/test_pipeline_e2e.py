@@ -18,7 +18,7 @@ from workers.measures.budgets import budget_ok
 GEN = """
 [generation]
 model = "mnist-advertorch-lenet5"
-second_model = "mnist-advertorch-lenet5"
+judges = ["mnist-second", "mnist-default"]
 seed = 11
 images = 12
 batch_size = 6
@@ -32,19 +32,20 @@ def test_config_to_worker_to_participant(db, client, toml_for, data_dir: Path, s
         create_study(s, toml_for(slug="l0-e2e", trials=3, conditions=("CB", "CAI", "CAP")) + GEN)
     with db.session() as s:
         prog = study_progress(s, get_study(s, "l0-e2e"))
-        assert [c.pending for c in prog.conditions] == [12, 12, 12] and prog.status == "draft"
+        assert prog.pending == 12 and prog.target == 12 and prog.status == "draft"
     r = client.get("/s/l0-e2e", params={"PROLIFIC_PID": "1" * 24})
     assert r.status_code == 200 and "still being prepared" in r.text
 
     worker = Worker(db, device="cpu", data_dir=data_dir, lease_s=60, poll_s=0.1)
-    assert worker.run(once=True) == 6
+    assert worker.run(once=True) >= 2  # two blocks of 6, then top-ups for source images that failed
 
     with db.session() as s:
         study = get_study(s, "l0-e2e")
         prog = study_progress(s, study)
         assert all(j.status == "done" for j in s.scalars(select(Job)))
+        assert prog.pending == 0 and prog.complete == 12, prog
         for c in prog.conditions:
-            assert c.pending == 0 and c.done + c.failed + c.skipped == 12 and c.done >= 3, c
+            assert c.done == 12, c  # complete triples: the same 12 source images in every condition
         assert prog.can_activate and study.status == "active"  # opened itself when the pools were complete
         stimuli = s.scalars(select(Stimulus).where(Stimulus.study_id == study.id)).all()
         by_cond = {c.id: c.code for c in study.conditions}
@@ -59,7 +60,7 @@ def test_config_to_worker_to_participant(db, client, toml_for, data_dir: Path, s
             else:
                 # CAI and CAP start from the study's benign images and break the model within 15% of pixels
                 assert st.image_index in cb, (st.image_index, sorted(cb))
-                assert st.attack in ("l0_search", "l0_paste") and st.params
+                assert st.attack in ("l0_search", "l0_paste") and st.params is not None
                 assert 0 < m["l0"] <= int(784 * 0.15) and m["model_pred"] != st.label
 
     from app.stimuli.images import decode_png

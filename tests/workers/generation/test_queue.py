@@ -30,16 +30,24 @@ def _study(db, toml_for, conditions=("CB", "CAI")):  # type: ignore[no-untyped-d
         return study.slug
 
 
-def test_creating_a_generated_study_enqueues_batches(db, toml_for):
+def test_creating_a_generated_study_enqueues_blocks(db, toml_for):
     slug = _study(db, toml_for)
     with db.session() as s:
         jobs = s.scalars(select(Job).order_by(Job.id)).all()
-        assert len(jobs) == 6  # 2 conditions x ceil(10 / 4)
-        assert [j.payload["batch"] for j in jobs] == [0, 1, 2, 0, 1, 2]
-        assert {j.payload["condition"] for j in jobs} == {"CB", "CAI"}
+        # one job per block of source images, covering every condition: ceil(10 / 4) blocks
+        assert [(j.payload["block"], j.payload["start"], j.payload["size"]) for j in jobs] == [
+            (0, 0, 4),
+            (1, 4, 4),
+            (2, 8, 2),
+        ]
+        assert all(j.payload["conditions"] == ["CB", "CAI"] and j.condition_id is None for j in jobs)
         assert all(j.payload["model"] == "tiny.pt" and j.payload["seed"] == 7 for j in jobs)
+        assert (
+            jobs[0].payload["attacks"]["CAI"]["name"] == "l0_search"
+            and jobs[0].payload["attacks"]["CB"]["name"] == "benign"
+        )
         prog = study_progress(s, get_study(s, slug))
-        assert [c.pending for c in prog.conditions] == [10, 10]
+        assert prog.pending == 10 and prog.target == 10 and prog.complete == 0
         assert not prog.can_activate and "generation is not finished" in prog.problems[0]
         with pytest.raises(Conflict):
             activate_study(s, get_study(s, slug))
@@ -74,7 +82,7 @@ def test_claim_order_lease_expiry_and_attempts(db, toml_for):
         assert not queue.heartbeat(s, a.id, "A", 60)
         assert not queue.finish(s, a.id, "A", {})
         s.rollback()
-        assert queue.finish(s, a.id, "D", {"done": [1]})
+        assert queue.finish(s, a.id, "D", {"complete": [1]})
         s.commit()
         s.expire_all()
         assert s.get(Job, a.id).status == "done"

@@ -17,7 +17,8 @@ import torch
 from sqlalchemy import func, select
 from torch import nn
 
-from app.models import Job, Stimulus
+from app.contracts import block_seed
+from app.models import Job, SourceFailure, Stimulus
 from app.studies.progress import study_progress
 from app.studies.service import create_study, get_study
 
@@ -101,21 +102,24 @@ def test_two_workers_share_the_queue(db, settings, toml_for, tiny_setup):
     outs = [_wait(p) for p in procs]
     with db.session() as s:
         jobs = s.scalars(select(Job)).all()
-        assert len(jobs) == 15
+        # 15 blocks of 2; a near-tie source image the model calls differently in another batch shape would be
+        # replaced by a top-up block (of 1)
+        n_failed = s.scalar(select(func.count()).select_from(SourceFailure))
+        assert len(jobs) == 15 + n_failed
         assert all(j.status == "done" and j.attempts == 1 for j in jobs), [
             (j.id, j.status, j.attempts, j.last_error) for j in jobs
         ][:2]
-        done = [i for j in jobs for i in j.result["done"]]
+        done = [i for j in jobs for i in j.result["complete"]]
         assert len(done) == len(set(done)) == 30  # no job done twice, no image twice
         n = s.scalar(select(func.count()).select_from(Stimulus))
         assert n == 30
         stim = s.scalars(select(Stimulus)).first()
         assert stim.source == "worker" and stim.model_ref.startswith("tiny0@")
-        assert stim.seed in {3 * 100003 + k for k in range(15)}
+        assert stim.seed in {block_seed(3, k, "CB") for k in range(len(jobs))}
         assert stim.metrics["model_pred"] == stim.label
         workers = {j.result["worker"] for j in jobs}
         prog = study_progress(s, get_study(s, slug))
-        assert prog.conditions[0].done == 30 and prog.conditions[0].pending == 0 and prog.can_activate
+        assert prog.conditions[0].done == 30 and prog.pending == 0 and prog.complete == 30 and prog.can_activate
     assert len(workers) >= 1, outs
 
 
@@ -162,6 +166,5 @@ def test_failing_job_ends_failed_with_its_error(db, settings, toml_for, tiny_set
     res = CliRunner().invoke(cli, ["study", "status", slug, "--json", "--database-url", settings.database_url])
     assert res.exit_code == 0, res.output
     prog = json.loads(res.output)
-    cb = prog["conditions"][0]
-    assert cb["jobs_failed"] == 1 and "ModelLoadError" in cb["errors"][0] and not prog["can_activate"]
+    assert prog["jobs_failed"] == 1 and "ModelLoadError" in prog["errors"][0] and not prog["can_activate"]
     assert "failed" in out
