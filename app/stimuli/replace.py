@@ -7,6 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.admin.auth import AdminSession
+from app.design import IMAGE_SHAPES
 from app.errors import BadRequest, ConfigError, Conflict
 from app.models import Stimulus, Study
 from app.models.base import utcnow
@@ -14,7 +15,6 @@ from app.stimuli.budget import budget_problem
 from app.stimuli.gallery import MAX_REASON, get_stimulus
 from app.stimuli.images import conform, decode_png
 from app.stimuli.service import add_stimulus
-from app.studies.schema import IMAGE_SHAPES
 
 MAX_UPLOAD = 1024 * 1024
 
