@@ -303,6 +303,7 @@ def write_set(
             "succeeded": len(ok),
             "attempted": attempted,
             "seconds": round(timings.get(cond, 0.0), 3),
+            "seconds_per_image": round(timings.get(cond, 0.0) / max(1, attempted), 4),
             "attack": gen["attacks"][cond]["name"],
             "params": gen["attacks"][cond]["params"],
         }
