@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import json
 from pathlib import Path
 
 from sqlalchemy import select
@@ -32,6 +33,17 @@ TRIAL_COLUMNS = (
     "kind",
     "correct",
 )
+VIEWING_COLUMNS = (
+    "device_pixel_ratio",
+    "viewport_w",
+    "viewport_h",
+    "screen_w",
+    "screen_h",
+    "rendered_sizes",
+    "touch",
+    "ua_browser",
+    "ua_os",
+)
 PARTICIPANT_COLUMNS = (
     "prolific_pid",
     "study_id",
@@ -45,7 +57,26 @@ PARTICIPANT_COLUMNS = (
     "student",
     "employment",
     "attention_failures",
+    # viewing conditions, as the participant's browser reported them (app/participants/viewing.py)
+    *VIEWING_COLUMNS,
 )
+
+
+def viewing_cells(p: Participant) -> list[str]:
+    """The viewing columns of one participant; rendered_sizes as compact JSON, touch as 0/1, missing empty."""
+    sizes = json.dumps(p.rendered_sizes, separators=(",", ":"), sort_keys=True) if p.rendered_sizes else ""
+    touch = "" if p.touch is None else str(int(p.touch))
+    return [
+        _c(p.device_pixel_ratio),
+        _c(p.viewport_w),
+        _c(p.viewport_h),
+        _c(p.screen_w),
+        _c(p.screen_h),
+        sizes,
+        touch,
+        _c(p.ua_browser),
+        _c(p.ua_os),
+    ]
 
 
 def iso_utc(value: dt.datetime | None) -> str:
@@ -144,6 +175,7 @@ def export_results(session: Session, study: Study, out: Path, *, include_test: b
                     _c(p.student),
                     _c(p.employment),
                     p.attention_failures,
+                    *viewing_cells(p),
                     *([int(p.is_test), _c(p.test_kind)] if include_test else []),
                 ]
             )

@@ -16,6 +16,8 @@ from app.config import Settings, get_settings
 from app.db import Database
 from app.errors import DomainError, StudyUnavailable, TooManyRequests
 from app.participants.routes import router as participant_router
+from app.participants.viewing import ScreenTooSmall
+from app.prolific import completion_url
 from app.stimuli.routes import router as image_router
 from app.web import ROOT, render
 
@@ -48,6 +50,19 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
 
     @app.exception_handler(DomainError)
     def domain_error(request: Request, exc: DomainError) -> Response:
+        if isinstance(exc, ScreenTooSmall):  # Prolific's "incompatible device" code, when the study has one
+            url = completion_url(settings.prolific_complete_url, exc.code) if exc.code else None
+            return render(
+                request,
+                "message.html",
+                title=exc.title,
+                message=exc.message,
+                link_url=url,
+                link_text="Return to Prolific (device not suitable)",
+                code=exc.code,
+                retry_url=str(request.url.remove_query_params("lp_vw")),
+                status_code=200,
+            )
         if isinstance(exc, StudyUnavailable):
             return render(request, "message.html", title=exc.title, message=exc.message, status_code=200)
         response = render(

@@ -15,6 +15,7 @@ from app.errors import BadRequest, NotFound
 from app.models import ParticipantStatus, Stage
 from app.models.base import utcnow
 from app.participants import statements as q
+from app.participants import viewing
 from app.participants.study_cache import StudyCache
 from app.participants.tables import NOT_FOUND, TRIALS, P, autocommit
 
@@ -50,17 +51,19 @@ def _stage_of(conn: Connection, token: str) -> str:
     return str(stage)
 
 
-def submit_consent(engine: Engine, token: str, answer: str | None) -> None:
+def submit_consent(engine: Engine, token: str, answer: str | None, viewing: dict[str, Any] | None = None) -> None:
+    """Consent or decline; `viewing` (checked columns from viewing.screen_values) is stored with it."""
     with autocommit(engine) as conn:
         if answer not in ("yes", "no"):
             if _stage_of(conn, token) != Stage.CONSENT:
                 raise WrongPage()
             raise BadRequest("Please choose whether you consent to take part.")
         now = utcnow()
+        values: dict[str, Any] = dict(viewing or {})
         if answer == "yes":
-            values = {"stage": Stage.INSTRUCTIONS.value, "consented_at": now}
+            values |= {"stage": Stage.INSTRUCTIONS.value, "consented_at": now}
         else:
-            values = {"stage": Stage.DONE.value, "status": ParticipantStatus.NO_CONSENT.value, "finished_at": now}
+            values |= {"stage": Stage.DONE.value, "status": ParticipantStatus.NO_CONSENT.value, "finished_at": now}
         done = conn.execute(
             update(P).where(P.c.token == token, P.c.stage == Stage.CONSENT.value).values(last_seen_at=now, **values)
         ).rowcount
@@ -99,7 +102,11 @@ def submit_trial(
     label: str | None,
     confidence: str | None,
     rt_ms: str | None,
+    rendered: str | None = None,
+    touch: str | None = None,
 ) -> None:
+    """Store one answer. On an image trial, `rendered` (the sizes the browser drew the image at) is stored for
+    the participant's first image only (`rendered_sizes IS NULL`), with `touch` if the page was touched."""
     pg = engine.dialect.name == "postgresql"
     # PostgreSQL: the SELECT, then both UPDATEs in one statement (autocommit). SQLite: one transaction.
     with autocommit(engine) if pg else engine.begin() as conn:
@@ -136,10 +143,16 @@ def submit_trial(
         if pg:
             if conn.execute(q.ANSWER_PG, {**params, **answer, "b_tid": r.trial_id}).scalar_one() != 1:
                 raise WrongPage()
-            return
-        if conn.execute(q.ADVANCE_TRIAL, params).rowcount != 1:
-            raise WrongPage()
-        conn.execute(q.STORE_ANSWER, {**answer, "b_id": r.trial_id, "b_now": params["b_now"]})
+        else:
+            if conn.execute(q.ADVANCE_TRIAL, params).rowcount != 1:
+                raise WrongPage()
+            conn.execute(q.STORE_ANSWER, {**answer, "b_id": r.trial_id, "b_now": params["b_now"]})
+        sizes = viewing.rendered_sizes(rendered, study.scales) if r.kind == "stimulus" and rendered else None
+        if sizes is not None:
+            values: dict[str, Any] = {"rendered_sizes": sizes}
+            if touch == "1":
+                values["touch"] = True
+            conn.execute(update(P).where(P.c.id == r.id, P.c.rendered_sizes.is_(None)).values(**values))
 
 
 def submit_demographics(

@@ -26,12 +26,13 @@ from sqlalchemy.orm import Session
 from app.errors import BadRequest, NotFound, StudyUnavailable
 from app.models import ParticipantStatus, Stage, Study, StudyStatus
 from app.models.base import utcnow
+from app.participants import viewing
 from app.participants.pilots import EntryGrant
 from app.participants.tables import ACTIVE, ST, C, P, S, T, autocommit, new_token
 from app.prolific import EntryParams
 
 _STUDY_FOR_ENTRY = select(
-    ST.c.id, ST.c.status, ST.c.trials_per_participant, ST.c.attention, ST.c.timeout_minutes
+    ST.c.id, ST.c.status, ST.c.trials_per_participant, ST.c.attention, ST.c.timeout_minutes, ST.c.config
 ).where(ST.c.slug == bindparam("slug"))
 _LOCK = (
     update(ST)
@@ -150,10 +151,16 @@ def _not_active(engine: Engine, study_id: int) -> StudyUnavailable:
 
 
 def enter(
-    engine: Engine, slug: str, params: EntryParams, rng: random.Random | None = None, test: EntryGrant | None = None
+    engine: Engine,
+    slug: str,
+    params: EntryParams,
+    rng: random.Random | None = None,
+    test: EntryGrant | None = None,
+    screen: int | str | None = viewing.NOT_MEASURED,
 ) -> str:
     """The token of this PID's participant, assigning a new one if needed. Raises if the study can't take them.
-    `test` (a verified test token) makes a new participant a test participant of that kind."""
+    `test` (a verified test token) makes a new participant a test participant of that kind. `screen` is the
+    window width the entry link measured (viewing.measured_width); the route passes None when it has none."""
     rng = rng or random.SystemRandom()
     is_test = test is not None
     with autocommit(engine) as conn:  # the reads that prepare the decision: no transaction needed
@@ -168,6 +175,8 @@ def enter(
             return str(existing)  # the same PID again: resume, never a second assignment
         if study.status != StudyStatus.ACTIVE and not is_test:  # a preview or pilot may run before activation
             raise _not_active(engine, study.id)
+        # the study's minimum window width (viewing.check_screen): a new participant only, before assignment
+        viewing.check_screen(study.config, screen)
         decision = _decide(conn, study, counts, rng, test)
 
     with engine.connect() as conn:

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from app.models import Stage
-from app.participants import answers, assignment, pages, pilots
+from app.participants import answers, assignment, pages, pilots, viewing
 from app.participants.study_cache import StudyCache
 from app.prolific import PARAMS, completion_url, parse_entry_params, refuse_repeated_params
 from app.web import render
@@ -75,6 +75,7 @@ async def entry(
     STUDY_ID: str | None = None,  # noqa: N803
     SESSION_ID: str | None = None,  # noqa: N803
     lpstudy_test: str | None = None,
+    lp_vw: str | None = None,
 ) -> Response:
     refuse_repeated_params({name: len(request.query_params.getlist(name)) for name in PARAMS})
     # A signed test token (admin preview, `lpstudy bots`) makes a test participant; a bad one is refused.
@@ -84,7 +85,22 @@ async def entry(
     else:
         params = parse_entry_params(PROLIFIC_PID, STUDY_ID, SESSION_ID)
     hot = _hot(request)
-    token = await anyio.to_thread.run_sync(assignment.enter, hot.engine, slug, params, None, test, limiter=hot.entries)
+    screen = viewing.measured_width(lp_vw)
+    try:
+        token = await anyio.to_thread.run_sync(
+            assignment.enter, hot.engine, slug, params, None, test, screen, limiter=hot.entries
+        )
+    except viewing.ScreenCheckNeeded as need:
+        # Measure the window before assigning (a page with a small script; without JavaScript, Continue).
+        keep = [(k, v) for k, v in request.query_params.multi_items() if k != "lp_vw"]
+        return render(
+            request,
+            "participant/screen_check.html",
+            title="One moment",
+            slug=slug,
+            fields=keep,
+            min_width=need.min_width,
+        )
     return _to_page(token)
 
 
@@ -109,6 +125,8 @@ async def page(request: Request, token: str) -> Response:
             size=state.stimulus_size,
             total=state.total_trials,
             image_number=state.image_number,
+            # the first image trial also reports how large the browser drew the image (viewing.js)
+            measure_viewing=state.stimulus_public_id is not None and state.image_number == 1,
             image_total=state.image_total,
             labels=study.labels,
             attention_label=study.labels[trial.expected_label or 0] if trial.kind == "attention" else None,
@@ -137,8 +155,20 @@ async def _submit(request: Request, token: str, fn: Callable[..., None], *args: 
 
 
 @router.post("/p/{token}/consent")
-async def consent(request: Request, token: str, consent: str | None = Form(None)) -> Response:
-    return await _submit(request, token, answers.submit_consent, _hot(request).engine, token, consent)
+async def consent(
+    request: Request,
+    token: str,
+    consent: str | None = Form(None),
+    dpr: str | None = Form(None),
+    vw: str | None = Form(None),
+    vh: str | None = Form(None),
+    sw: str | None = Form(None),
+    sh: str | None = Form(None),
+    touch: str | None = Form(None),
+) -> Response:
+    seen = viewing.screen_values({"dpr": dpr, "vw": vw, "vh": vh, "sw": sw, "sh": sh, "touch": touch})
+    seen["ua_browser"], seen["ua_os"] = viewing.coarse_user_agent(request.headers.get("user-agent"))
+    return await _submit(request, token, answers.submit_consent, _hot(request).engine, token, consent, seen)
 
 
 @router.post("/p/{token}/instructions")
@@ -154,11 +184,12 @@ async def trial(
     label: str | None = Form(None),
     confidence: str | None = Form(None),
     rt_ms: str | None = Form(None),
+    rendered: str | None = Form(None),
+    touch: str | None = Form(None),
 ) -> Response:
     hot = _hot(request)
-    return await _submit(
-        request, token, answers.submit_trial, hot.engine, hot.studies, token, position, label, confidence, rt_ms
-    )
+    args = (token, position, label, confidence, rt_ms, rendered, touch)
+    return await _submit(request, token, answers.submit_trial, hot.engine, hot.studies, *args)
 
 
 @router.post("/p/{token}/demographics")

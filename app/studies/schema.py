@@ -48,11 +48,14 @@ class CompletionCodes(_Strict):
     completed: str
     no_consent: str
     failed_attention: str
+    # Prolific's code for "incompatible device", given to a participant whose window is narrower than
+    # min_viewport_width (optional: without it they are asked to return the study).
+    incompatible_device: str | None = None
 
-    @field_validator("completed", "no_consent", "failed_attention")
+    @field_validator("completed", "no_consent", "failed_attention", "incompatible_device")
     @classmethod
-    def _code(cls, v: str) -> str:
-        if not CODE_RE.match(v):
+    def _code(cls, v: str | None) -> str | None:
+        if v is not None and not CODE_RE.fullmatch(v):
             raise ValueError("a Prolific completion code is 2-64 letters or digits")
         return v
 
@@ -176,6 +179,8 @@ class StudyConfig(_Strict):
     conditions: list[ConditionCode] = Field(default_factory=lambda: list(ALL_CONDITIONS))
     participants_per_condition: int = Field(ge=1, le=100000)
     timeout_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    # Refuse browsers whose window is narrower than this many CSS px, before assignment (None: any width).
+    min_viewport_width: int | None = Field(default=None, ge=200, le=4000)
     completion_codes: CompletionCodes
     attention_checks: AttentionChecks | None = None
     texts: Texts

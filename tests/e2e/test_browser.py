@@ -12,7 +12,9 @@ Images are real MNIST / CIFAR-10 test images when the shared data is present, el
 
 from __future__ import annotations
 
+import csv
 import io
+import json
 import os
 import re
 import socket
@@ -26,12 +28,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from app.config import Settings
 from app.db import Database, upgrade
 from app.demo.service import demo_config
-from app.models import Participant, Stimulus, Trial
+from app.exports import export_results
+from app.models import Participant, Stimulus, Study, Trial
 from app.studies.schema import DEFAULT_LABELS, parse_study_config
 
 CHROMIUM = "/usr/bin/chromium"
@@ -289,6 +292,21 @@ def test_demo_walked_with_keys_only_records_the_digits_pressed(tmp_path: Path, w
                 assert t.shown_at is not None and t.answered_at is not None and t.answered_at >= t.shown_at
             assert len({t.stimulus_id for t in images}) == n_images
             assert s.scalar(select(Stimulus.id).where(Stimulus.id == images[0].stimulus_id)) is not None
+            # the viewing conditions the browser reported, and participants.csv
+            assert (p.device_pixel_ratio, p.viewport_w, p.screen_w, p.touch) == (1.0, 1280, 1280, False)
+            assert p.viewport_h is not None and 900 <= p.viewport_h <= 1000
+            assert p.rendered_sizes == {"1": [28.0, 28.0], "2": [56.0, 56.0], "4": [112.0, 112.0]}
+            assert (p.ua_browser, p.ua_os) == ("chrome", "linux")
+            export_results(s, s.get(Study, p.study_id), tmp_path / "export")
+        with (tmp_path / "export" / "participants.csv").open(encoding="utf-8") as fh:
+            row = next(csv.DictReader(fh))
+        assert (row["device_pixel_ratio"], row["viewport_w"], row["touch"], row["ua_browser"]) == (
+            "1.0",
+            "1280",
+            "0",
+            "chrome",
+        )
+        assert json.loads(row["rendered_sizes"])["4"] == [112.0, 112.0]
     assert time.monotonic() - t_start < 120, f"the browser walk took {time.monotonic() - t_start:.1f} s"
 
 
@@ -388,3 +406,35 @@ def test_phone_shows_no_key_hints_and_fits_the_screen(tmp_path: Path, wait_http_
         with page.expect_navigation():
             page.get_by_role("button", name="Next").tap()
         assert _where(page) == ("trial", 2)
+
+
+def test_a_small_window_is_refused_before_assignment_and_a_large_one_gets_in(tmp_path: Path, wait_http_up) -> None:  # type: ignore[no-untyped-def]
+    source = CIFAR_TOML.replace(
+        "participants_per_condition = 5", "participants_per_condition = 5\nmin_viewport_width = 600"
+    )
+    source = source.replace(
+        'failed_attention = "CFAILED"', 'failed_attention = "CFAILED"\nincompatible_device = "CNODEVICE"'
+    )
+    with _serve(tmp_path, source, "cifar10", 10, wait_http_up) as (base, db):
+        with _browser(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True) as page:
+            page.goto(f"{base}/s/cifar-keys?PROLIFIC_PID={PID}&STUDY_ID={STUDY_ID}&SESSION_ID={SESSION_ID}")
+            page.wait_for_selector("h1:has-text('larger screen')")  # the check page measured and sent 390
+            assert "yours is 390" in page.locator("p.message").inner_text()
+            assert page.locator("a#back-link").get_attribute("href").endswith("cc=CNODEVICE")
+            (tmp_path / "refused.png").write_bytes(page.screenshot(full_page=True))
+            with db.session() as s:
+                assert s.scalar(select(Participant.id)) is None  # refused before assignment: nothing stored
+            page.set_viewport_size({"width": 844, "height": 390})  # turned sideways: check again, and in
+            page.locator("a#retry-link").click()
+            page.wait_for_selector("main#page[data-page=consent]")
+        with db.session() as s:
+            assert s.scalar(select(Participant.viewport_w)) is None  # assigned; the consent form reports the rest
+            s.execute(delete(Trial))
+            s.execute(delete(Participant))
+        with _browser(viewport={"width": 1280, "height": 900}) as page:
+            page.goto(f"{base}/s/cifar-keys?PROLIFIC_PID={PID}&STUDY_ID={STUDY_ID}&SESSION_ID={SESSION_ID}")
+            page.wait_for_selector("main#page[data-page=consent]")
+            assert "/p/" in page.url
+        with db.session() as s:
+            p = s.scalar(select(Participant).where(Participant.prolific_pid == PID))
+            assert p is not None and p.prolific_session_id == SESSION_ID

@@ -281,6 +281,22 @@ CASES = [
         "instructions: says '27 images'",
     ),
     (
+        "minimum window width too small",
+        "timeout_minutes = 45",
+        "timeout_minutes = 45\nmin_viewport_width = 100",
+        "min_viewport_width",
+        "min_viewport_width =",
+        "greater than or equal to 200",
+    ),
+    (
+        "incompatible-device code with a space",
+        'failed_attention = "C3FAILED"',
+        'failed_attention = "C3FAILED"\nincompatible_device = "NO DEVICE"',
+        "completion_codes.incompatible_device",
+        "incompatible_device =",
+        "2-64 letters or digits",
+    ),
+    (
         "unknown placeholder",
         'instructions = "Pick the digit."',
         'instructions = "Pick the digit in each of the {image} images."',
@@ -433,3 +449,12 @@ def test_judges_and_second_model_are_one_or_the_other() -> None:
     assert "either judges or second_model" in msg
     cfg = parse_study_config(GEN_L0 + 'second_model = "b"\n')
     assert cfg.generation is not None and cfg.generation.judges == ["b"] and cfg.generation.second_model is None
+
+def test_minimum_window_width_and_incompatible_device_code() -> None:
+    cfg = parse_study_config(VALID)
+    assert cfg.min_viewport_width is None and cfg.completion_codes.incompatible_device is None
+    src = VALID.replace("timeout_minutes = 45", "timeout_minutes = 45\nmin_viewport_width = 768").replace(
+        'failed_attention = "C3FAILED"', 'failed_attention = "C3FAILED"\nincompatible_device = "C4DEVICE"'
+    )
+    cfg = parse_study_config(src)
+    assert cfg.min_viewport_width == 768 and cfg.completion_codes.incompatible_device == "C4DEVICE"

@@ -30,6 +30,7 @@ def test_create_keeps_config_verbatim_and_stores_parsed_json(db, toml_for) -> No
             "completed": "CDONE1",
             "no_consent": "CNOCONS",
             "failed_attention": "CFAILED",
+            "incompatible_device": None,
         }
         assert st.config["labels"] == [str(i) for i in range(10)]
         assert (st.slug, st.title, st.dataset, st.norm, st.status) == (
