@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import threading
 import zipfile
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ class Results:
     result: dict[str, Any]
     figures: dict[str, str]
     provisional: bool
+    include_test: bool = False
 
     @property
     def conditions(self) -> list[dict[str, Any]]:
@@ -50,7 +52,7 @@ class Results:
         return FIGURE_CAPTIONS
 
 
-_cache: dict[tuple[str, int], tuple[str, Results]] = {}
+_cache: dict[tuple[str, int, bool], tuple[str, Results]] = {}
 _lock = threading.Lock()
 
 
@@ -75,17 +77,18 @@ def _fingerprint(session: Session, study: Study) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def results(session: Session, study: Study) -> Results:
-    fp = _fingerprint(session, study)
+def results(session: Session, study: Study, *, include_test: bool = False) -> Results:
+    """With ``include_test``, test participants (previews, `lpstudy bots` pilots) are analysed too: a pilot's view."""
+    fp = _fingerprint(session, study) + ("+test" if include_test else "")
     bind = session.get_bind()
-    key = (str(bind.engine.url), study.id)
+    key = (str(bind.engine.url), study.id, include_test)
     with _lock:
         hit = _cache.get(key)
     if hit is not None and hit[0] == fp:
         return hit[1]
     data = load_study(session, study)
-    result = analyze(data)
-    out = Results(data, result, all_figures(result), provisional=study.status in PROVISIONAL)
+    result = analyze(data, include_test=include_test)
+    out = Results(data, result, all_figures(result), study.status in PROVISIONAL, include_test)
     with _lock:
         _cache[key] = (fp, out)
     return out
@@ -93,13 +96,14 @@ def results(session: Session, study: Study) -> Results:
 
 def report_html(r: Results) -> str:
     html = render_report(r.data, r.result)
+    notes = []
     if r.provisional:
-        html = html.replace(
-            "<body>",
-            '<body><p role="alert"><strong>Provisional:</strong> the study is still '
-            "collecting data; these results will change.</p>",
-            1,
-        )
+        notes.append("<strong>Provisional:</strong> the study is still collecting data; these results will change.")
+    if r.include_test:
+        notes.append("<strong>Pilot view:</strong> test participants (previews, bots) are included.")
+    if notes:
+        banner = "".join(f'<p role="alert">{n}</p>' for n in notes)
+        html = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + banner, html, count=1)
     return html
 
 
@@ -125,7 +129,7 @@ def package_zip(r: Results, slug: str) -> bytes:
     buf = io.BytesIO()
     with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         root = Path(tmp) / f"{slug}-data"
-        write_package(r.data, root)
+        write_package(r.data, root, include_test=r.include_test)
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
             zf.write(path, str(path.relative_to(Path(tmp))))
     return buf.getvalue()
