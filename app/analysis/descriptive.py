@@ -97,6 +97,7 @@ def condition_summary(
     elif n_users == 1:
         notes.append("one participant: no SD, confidence interval or test is possible")
     accuracy = summary(acc, s.level)
+    _clip(accuracy, 0.0, 1.0, "accuracy", notes)
     accuracy["ci_bootstrap"] = bootstrap_mean_ci(acc, rng_for(s.seed, f"acc:{code}"), s.resamples, s.level)
     if accuracy["sd"] == 0.0:
         notes.append("every participant has the same accuracy: zero variance, the intervals have no width")
@@ -119,6 +120,7 @@ def condition_summary(
     if n_missing:
         notes.append(f"{n_missing} answer(s) without a confidence rating: left out of the confidence figures")
     confidence = summary(users["confidence"], s.level)
+    _clip(confidence, 1.0, 5.0, "confidence", notes)
     confidence["ci_bootstrap"] = bootstrap_mean_ci(
         users["confidence"], rng_for(s.seed, f"conf:{code}"), s.resamples, s.level
     )
@@ -139,6 +141,18 @@ def condition_summary(
         "rt_ms": rt,
         "notes": notes,
     }
+
+
+def _clip(stat: dict[str, Any], lo: float, hi: float, what: str, notes: list[str]) -> None:
+    """A t interval is symmetric and can leave the scale (e.g. past 100% accuracy): cut it at the scale's ends."""
+    ci = stat["ci_t"]
+    if ci is None:
+        return
+    clipped = [max(ci[0], lo), min(ci[1], hi)]
+    stat["ci_t_clipped"] = clipped != ci
+    if clipped != ci:
+        notes.append(f"the t interval of {what} reached past the scale ({lo:g}-{hi:g}) and was cut at its end")
+        stat["ci_t"] = clipped
 
 
 def _answer_level(x: np.ndarray) -> dict[str, Any]:

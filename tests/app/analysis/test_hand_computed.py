@@ -38,7 +38,8 @@ def test_per_user_accuracy_and_t_interval(r) -> None:  # type: ignore[no-untyped
     assert a["sd"] == pytest.approx(math.sqrt(1 / 27))
     assert a["se"] == pytest.approx(1 / 9)
     half = 4.302652729911275 * (1 / 9)  # t_{2, 0.975} from the table
-    assert a["ci_t"] == pytest.approx([7 / 9 - half, 7 / 9 + half])
+    # 7/9 + half = 1.256 is past 100%: the interval is cut at the end of the scale, and says so.
+    assert a["ci_t"] == pytest.approx([7 / 9 - half, 1.0]) and a["ci_t_clipped"] is True
     # CAI: 1/3, 1/3, 2/3 -> mean 4/9, same SD.
     assert r["conditions"]["CAI"]["accuracy"]["mean"] == pytest.approx(4 / 9)
     assert r["conditions"]["CAI"]["accuracy"]["sd"] == pytest.approx(math.sqrt(1 / 27))
