@@ -79,12 +79,18 @@ def _cell(v: Any) -> Any:
     return v
 
 
-def _load_spec(spec: str | torch.nn.Module, device: torch.device, arch: str | None = None) -> torch.nn.Module:
+def _load_spec(
+    spec: str | torch.nn.Module,
+    device: torch.device,
+    arch: str | None = None,
+    data_dir: str | Path | None = None,
+) -> torch.nn.Module:
+    """A model by spec; default models whose weights live in the data directory are read from ``data_dir``."""
     if isinstance(spec, torch.nn.Module):
         return spec.to(device).eval()
     from workers.models import load_model
 
-    return load_model(spec, device=device, arch=arch)
+    return load_model(spec, device=device, arch=arch, data_dir=data_dir)
 
 
 def make_stimuli(
@@ -156,11 +162,11 @@ def make_stimuli(
     if out.exists() and (out / "manifest.csv").exists():
         raise FileExistsError(f"{out / 'manifest.csv'} already exists; choose an empty output folder")
     out.mkdir(parents=True, exist_ok=True)
-    net = _load_spec(model if not isinstance(model, str) else gen["model"], dev, model_arch)
+    net = _load_spec(model if not isinstance(model, str) else gen["model"], dev, model_arch, data_dir)
     judge_specs: list[Any] = list(judges) if judges is not None else [second_model] if second_model is not None else []
     if not judge_specs:
         judge_specs = list(gen["judges"])
-    judge_nets = [_load_spec(j, dev, second_model_arch) for j in judge_specs]
+    judge_nets = [_load_spec(j, dev, second_model_arch, data_dir) for j in judge_specs]
     if test_images is None or test_labels is None:
         from workers.data.datasets import load_dataset
 

@@ -182,3 +182,12 @@ def test_two_judges_when_the_config_says_so() -> None:
         **kw,
     )
     assert json.loads(rows[0]["metrics"]["params"])["min_judges"] == 2
+
+
+def test_set_making_reads_external_judges_from_the_given_data_dir(data_dir, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """make_stimuli(data_dir=...) must find the LeNet5 judge there even when $LPSTUDY_DATA_DIR is unset."""
+    from workers.generation.make import _load_spec
+
+    monkeypatch.delenv("LPSTUDY_DATA_DIR", raising=False)
+    net = _load_spec("mnist-advertorch-lenet5", torch.device("cpu"), None, data_dir)
+    assert str(net.model_id).startswith("mnist-advertorch-lenet5@")
