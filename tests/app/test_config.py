@@ -11,7 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 from app.cli import cli
-from app.config import DEFAULT_SECRET_KEY, InsecureConfiguration, Settings
+from app.config import InsecureConfiguration, Settings
+
+# The development key earlier versions shipped in their source: public, so it must sign nothing.
+PUBLISHED_KEY = "dev-insecure-secret-key-change-me"
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,7 +32,7 @@ def test_defaults_without_environment(clean_env: pytest.MonkeyPatch) -> None:
     assert s.env == "development"
     assert s.database_url == "sqlite:///lpstudy.db" and s.is_sqlite
     assert s.data_dir == Path("data")
-    assert s.secret_key == DEFAULT_SECRET_KEY
+    assert s.secret_key == ""  # none built in: generated per installation when the app starts
 
 
 def test_every_setting_comes_from_an_lpstudy_prefixed_variable(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -53,10 +56,10 @@ def test_unprefixed_variables_are_ignored(clean_env: pytest.MonkeyPatch) -> None
     clean_env.setenv("ENV", "production")
     s = Settings()
     assert s.database_url == "sqlite:///lpstudy.db"
-    assert s.secret_key == DEFAULT_SECRET_KEY and s.env == "development"
+    assert s.secret_key == "" and s.env == "development"
 
 
-@pytest.mark.parametrize("key", [None, DEFAULT_SECRET_KEY, "short", "x" * 31])
+@pytest.mark.parametrize("key", [None, "", "short", "x" * 31])
 def test_production_refuses_default_or_short_secret(clean_env: pytest.MonkeyPatch, key: str | None) -> None:
     clean_env.setenv("LPSTUDY_ENV", "production")
     if key is not None:
@@ -71,10 +74,20 @@ def test_production_accepts_a_long_random_secret(clean_env: pytest.MonkeyPatch) 
     assert Settings().env == "production"
 
 
-@pytest.mark.parametrize("env", ["development", "test"])
-def test_non_production_tolerates_the_default_secret(clean_env: pytest.MonkeyPatch, env: str) -> None:
+@pytest.mark.parametrize("env", ["development", "test", "production"])
+def test_the_published_development_key_is_refused_everywhere(clean_env: pytest.MonkeyPatch, env: str) -> None:
     clean_env.setenv("LPSTUDY_ENV", env)
-    assert Settings().secret_key == DEFAULT_SECRET_KEY
+    clean_env.setenv("LPSTUDY_SECRET_KEY", PUBLISHED_KEY)
+    with pytest.raises(InsecureConfiguration, match="published"):
+        Settings()
+
+
+def test_no_secret_literal_in_the_source() -> None:
+    """No key is built into lpstudy: neither the old development key nor any other default value."""
+    for path in (REPO / "app").rglob("*.py"):
+        text = path.read_text()
+        assert "dev-insecure" not in text or path.name == "config.py", path  # config.py only lists it as refused
+    assert Settings.model_fields["secret_key"].default == ""
 
 
 def test_invalid_values_are_rejected(clean_env: pytest.MonkeyPatch) -> None:
