@@ -12,6 +12,7 @@ import typer
 from app import cli_pilot, clitools
 from app.db import Database, upgrade
 from app.errors import DomainError
+from app.logs import configure_logging
 
 cli = typer.Typer(
     cls=clitools.LpstudyGroup,
@@ -80,6 +81,33 @@ def db_downgrade(revision: str = typer.Argument(...), database_url: str | None =
     clitools.open_db(s=s, migrated=False).dispose()
     downgrade(s.database_url, revision)
     typer.echo(f"Database downgraded to {revision}.")
+
+
+@db_app.command("backup")
+def db_backup(
+    out: Path = typer.Argument(..., help="The backup file to write (must not exist yet)."),
+    database_url: str | None = typer.Option(None),
+) -> None:
+    """Back up the live database: SQLite's online backup, or pg_dump (custom format) for PostgreSQL."""
+    from tqdm import tqdm
+
+    from app.backup import backup_database
+
+    s = _settings(database_url)
+    bar = tqdm(unit="page", desc="backup", file=sys.stderr, disable=not s.is_sqlite)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        how = backup_database(s.database_url, out, progress)
+    except DomainError as exc:
+        _fail(exc.message)
+    finally:
+        bar.close()
+    typer.echo(f"Backed up {s.database_url.split('@')[-1]} to {out} ({how}).")
 
 
 # --- study ---------------------------------------------------------------------------------------
@@ -451,8 +479,8 @@ def worker(
     if device not in DEVICES:
         _fail(f"--device must be one of {', '.join(DEVICES)}, not {device!r}", 2)
     s = _settings(database_url)
+    configure_logging(s.log_level, s.log_format)
     db = clitools.open_db(s=s)
-    logging.basicConfig(level=s.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         w = Worker(db, device=device, lease_s=lease_seconds, poll_s=poll_seconds)
     except (RuntimeError, ValueError) as exc:
@@ -489,6 +517,12 @@ def serve(
     timeout_keep_alive: int = typer.Option(
         75, min=1, help="Seconds an idle keep-alive connection stays open; keep it above a participant's think time."
     ),
+    forwarded_allow_ips: str = typer.Option(
+        "127.0.0.1",
+        envvar="FORWARDED_ALLOW_IPS",
+        help="Proxies whose X-Forwarded-Proto/For are trusted (comma-separated, or '*' behind a private network); "
+        "https through them turns on HSTS and secure cookies.",
+    ),
     database_url: str | None = typer.Option(None),
 ) -> None:
     """Run the web server against the configured database (production entry point)."""
@@ -502,7 +536,11 @@ def serve(
         clitools.require_free_port(host, port)
     if database_url:
         os.environ["LPSTUDY_DATABASE_URL"] = database_url
-    logging.basicConfig(level=s.log_level)
+    configure_logging(s.log_level, s.log_format)
+    if not s.secret_key:
+        path = s.secret_key_path()
+        s.with_secret_key()  # made once here, so that the workers all read the same file
+        log.warning("No LPSTUDY_SECRET_KEY set: admin sessions are signed with this installation's key in %s", path)
     uvicorn.run(
         "app.asgi:app",
         host=host,
@@ -510,8 +548,10 @@ def serve(
         workers=workers,
         access_log=False,
         proxy_headers=True,
+        forwarded_allow_ips=forwarded_allow_ips,
         timeout_keep_alive=timeout_keep_alive,
         log_level=s.log_level.lower(),
+        log_config=None,  # configure_logging's handlers (the workers set them up in app.asgi)
     )
 
 
@@ -541,7 +581,7 @@ def demo(
         s = s.model_copy(update={"data_dir": data_dir})
     clitools.require_free_port(host, port)
     clitools.open_db(s=s, create=True).dispose()  # a bad URL: one line, nothing created
-    logging.basicConfig(level=logging.WARNING)
+    configure_logging("WARNING", s.log_format)
     upgrade(s.database_url)
     demo_data, source = prepare_demo_data(Path(s.data_dir), Path("var/demo-data"))
     typer.echo(f"Demo stimuli: {source}")
@@ -572,7 +612,13 @@ def demo(
     sys.stdout.flush()
     try:
         uvicorn.run(
-            create_app(s, db), host=host, port=port, access_log=False, log_level="warning", timeout_keep_alive=75
+            create_app(s, db),
+            host=host,
+            port=port,
+            access_log=False,
+            log_level="warning",
+            timeout_keep_alive=75,
+            log_config=None,
         )
     finally:
         worker_proc.terminate()

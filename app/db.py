@@ -71,6 +71,14 @@ def _ping_when_idle(engine: Engine) -> None:
             raise exc.DisconnectionError("connection is closed")
 
 
+def is_transient(error: BaseException) -> bool:
+    """A database error that says nothing about the request: the server restarting or unreachable, a connection
+    dropped, the pool exhausted, SQLite busy. Worth one retry, then a 503 that retries by itself."""
+    if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, exc.OperationalError | exc.InterfaceError | exc.TimeoutError | exc.DisconnectionError)
+
+
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
 

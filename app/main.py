@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.admin import auth
 from app.admin.routes import router as admin_router
 from app.config import Settings, get_settings
-from app.db import Database
+from app.db import Database, is_transient
 from app.errors import DomainError, StudyUnavailable, TooManyRequests
+from app.http import EdgeMiddleware
+from app.metrics import Metrics
 from app.participants.routes import router as participant_router
 from app.participants.viewing import ScreenTooSmall
 from app.prolific import completion_url
@@ -22,13 +30,28 @@ from app.stimuli.routes import router as image_router
 from app.web import ROOT, render
 
 log = logging.getLogger("lpstudy")
+# The 503 page reloads itself after this many seconds (and says so in Retry-After).
+RETRY_AFTER_S = 3
+_PARTICIPANT_POST = re.compile(r"^/p/([A-Za-z0-9_\-]+)/")
 
 
 def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
-    settings = settings or get_settings()
-    app = FastAPI(title="lpstudy", docs_url=None, redoc_url=None, openapi_url=None)
+    settings = (settings or get_settings()).with_secret_key()
+    metrics = Metrics(settings.resolved_state_dir() / "metrics") if settings.metrics_token else None
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if metrics is not None:
+            metrics.start()
+        yield
+        if metrics is not None:
+            metrics.stop()
+
+    app = FastAPI(title="lpstudy", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.settings = settings
     app.state.db = db or Database(settings)
+    app.state.metrics = metrics
+    app.add_middleware(EdgeMiddleware, metrics=metrics, access_log=settings.access_log)
 
     app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
     app.include_router(participant_router)
@@ -46,7 +69,44 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
+        """The process answers (load balancers, container healthchecks): no database round trip."""
         return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> dict[str, str]:
+        """The database answers too (uptime monitors); 503 while it does not."""
+        with app.state.db.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return {"status": "ok", "database": "ok"}
+
+    if metrics is not None:
+
+        @app.get("/metrics", include_in_schema=False)
+        def metrics_page(request: Request) -> Response:
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {settings.metrics_token}".encode()):
+                with app.state.db.session() as session:  # or a logged-in admin; else NotLoggedIn
+                    auth.require_admin(request, session)
+            return PlainTextResponse(metrics.exposition(), media_type="text/plain; version=0.0.4")
+
+    @app.exception_handler(sa_exc.SQLAlchemyError)
+    def database_error(request: Request, exc: sa_exc.SQLAlchemyError) -> Response:
+        if not is_transient(exc):
+            raise exc  # a bug, not an outage: the last-resort 500 (logged with the request id)
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, str(exc).splitlines()[0])
+        if metrics is not None:
+            metrics.db_unavailable()
+        refresh_url: str | None = None
+        if request.method in ("GET", "HEAD"):
+            refresh_url = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        elif m := _PARTICIPANT_POST.match(request.url.path):
+            refresh_url = f"/p/{m.group(1)}"  # back to the participant's current page (the server decides it)
+        response = render(
+            request, "unavailable.html", status_code=503, retry_after=RETRY_AFTER_S, refresh_url=refresh_url
+        )
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
     @app.exception_handler(DomainError)
     def domain_error(request: Request, exc: DomainError) -> Response:

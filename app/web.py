@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio
+import anyio.to_thread
 from fastapi import Request
 from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
+from app.db import is_transient
+
+R = TypeVar("R")
+log = logging.getLogger("lpstudy.db")
+# A transient database error (a restart, a dropped connection) is retried once after this pause.
+RETRY_DELAY_S = 1.0
 ROOT = Path(__file__).resolve().parent.parent
 templates = Jinja2Templates(directory=str(ROOT / "templates"))
 
@@ -84,3 +93,18 @@ def public_base_url(request: Request) -> str:
     if scheme not in ("http", "https"):
         scheme = "https"
     return f"{scheme}://{host}"
+
+
+async def run_retrying(fn: Callable[..., R], *args: Any, limiter: anyio.CapacityLimiter | None = None) -> R:
+    """fn(*args) in a worker thread; once more after RETRY_DELAY_S if it failed on a transient database error.
+    Only for idempotent work: every participant operation is (entry is keyed on the PID, answers are
+    conditional on the participant's position, page views only mark things once). A second failure goes to the
+    app's 503 page, which reloads itself."""
+    try:
+        return await anyio.to_thread.run_sync(fn, *args, limiter=limiter)
+    except Exception as e:
+        if not is_transient(e):
+            raise
+        log.warning("transient database error, retrying once: %s", str(e).splitlines()[0])
+    await anyio.sleep(RETRY_DELAY_S)
+    return await anyio.to_thread.run_sync(fn, *args, limiter=limiter)

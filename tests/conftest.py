@@ -213,3 +213,65 @@ def _wait_http_up(proc, base: str, timeout: float = 60) -> None:  # type: ignore
 def wait_http_up():  # type: ignore[no-untyped-def]
     """wait_http_up(proc, base, timeout=60): block until a server subprocess answers /healthz."""
     return _wait_http_up
+
+
+# --- the strict CSP: no inline script or style in any page the suite renders ---------------------------------
+
+
+def inline_violations(html: str) -> list[str]:
+    """What a strict Content-Security-Policy (script-src/style-src 'self', no 'unsafe-inline') would block."""
+    from selectolax.lexbor import LexborHTMLParser
+
+    doc = LexborHTMLParser(html)
+    found: list[str] = []
+    for node in doc.css("script"):
+        if "src" not in node.attributes or (node.text() or "").strip():
+            found.append(f"inline <script>: {(node.text() or '')[:60]!r}")
+    for node in doc.css("style"):
+        found.append(f"<style> element: {(node.text() or '')[:60]!r}")
+    for node in doc.css("*"):
+        for name, value in node.attributes.items():
+            if name == "style":
+                found.append(f"style attribute on <{node.tag}>: {value!r}")
+            elif name.startswith("on"):
+                found.append(f"inline event handler {name} on <{node.tag}>")
+            elif name in ("href", "src", "action", "formaction") and (value or "").strip().lower().startswith(
+                "javascript:"
+            ):
+                found.append(f"javascript: URL in {name} on <{node.tag}>")
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _no_inline_script_or_style(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, str]]]:
+    """Every template rendered in any test is checked, so a page added later cannot slip an inline script,
+    style or event handler past the CSP (it would simply not work in a browser)."""
+    from app import web
+
+    pages: list[tuple[str, str]] = []
+    original = web.templates.TemplateResponse
+
+    def checked(*args, **kwargs):  # type: ignore[no-untyped-def]
+        response = original(*args, **kwargs)
+        if "html" in (response.media_type or "html"):
+            name = kwargs.get("name") or (args[1] if len(args) > 1 else "?")
+            pages.append((str(name), bytes(response.body).decode("utf-8", "replace")))
+        return response
+
+    monkeypatch.setattr(web.templates, "TemplateResponse", checked)
+    yield pages
+    problems = [f"{name}: {v}" for name, html in pages for v in inline_violations(html)]
+    if problems:
+        pytest.fail("inline script/style (blocked by the CSP) in rendered pages:\n" + "\n".join(problems[:20]))
+
+
+@pytest.fixture
+def rendered_pages(_no_inline_script_or_style: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(template name, HTML) of every page rendered so far in this test."""
+    return _no_inline_script_or_style
+
+
+@pytest.fixture
+def inline_check():  # type: ignore[no-untyped-def]
+    """inline_check(html) -> list of what a strict CSP would block (empty when the page is clean)."""
+    return inline_violations

@@ -21,7 +21,7 @@ from app.models import Stage
 from app.participants import answers, assignment, pages, pilots, viewing
 from app.participants.study_cache import StudyCache
 from app.prolific import PARAMS, completion_url, parse_entry_params, refuse_repeated_params
-from app.web import render
+from app.web import render, run_retrying
 
 
 @asynccontextmanager
@@ -53,7 +53,7 @@ class _Hot:
         self.entries = anyio.CapacityLimiter(ENTRY_CONCURRENCY)
 
     async def run(self, fn: Callable[..., R], *args: Any) -> R:
-        return await anyio.to_thread.run_sync(fn, *args, limiter=self.pages)
+        return await run_retrying(fn, *args, limiter=self.pages)
 
 
 def _hot(request: Request) -> _Hot:
@@ -87,9 +87,7 @@ async def entry(
     hot = _hot(request)
     screen = viewing.measured_width(lp_vw)
     try:
-        token = await anyio.to_thread.run_sync(
-            assignment.enter, hot.engine, slug, params, None, test, screen, limiter=hot.entries
-        )
+        token = await run_retrying(assignment.enter, hot.engine, slug, params, None, test, screen, limiter=hot.entries)
     except viewing.ScreenCheckNeeded as need:
         # Measure the window before assigning (a page with a small script; without JavaScript, Continue).
         keep = [(k, v) for k, v in request.query_params.multi_items() if k != "lp_vw"]

@@ -10,11 +10,11 @@ from collections import OrderedDict
 from threading import Lock
 
 from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from app.db import Database
 from app.stimuli.service import png_by_public_id
+from app.web import run_retrying
 
 router = APIRouter()
 _CACHE: OrderedDict[str, tuple[bytes, str]] = OrderedDict()
@@ -34,7 +34,7 @@ async def image(public_id: str, request: Request) -> Response:
         if hit is not None:
             _CACHE.move_to_end(public_id)
     if hit is None:
-        hit = await run_in_threadpool(_load, request.app.state.db, public_id)
+        hit = await run_retrying(_load, request.app.state.db, public_id)
         with _CACHE_LOCK:
             _CACHE[public_id] = hit
             if len(_CACHE) > _CACHE_MAX:
