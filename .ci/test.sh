@@ -20,15 +20,18 @@ if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ]; then
     || echo "chromium could not be installed (see /tmp/lpstudy-apt.log)"
 fi
 
+# docker-compose (Debian's package) validates docker-compose.yml in tests/test_deploy.py; there is no engine.
+if ! command -v docker-compose >/dev/null && [ "$(id -u)" = 0 ]; then
+  echo "Installing Debian's docker-compose to validate docker-compose.yml..."
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose) >/tmp/lpstudy-apt-compose.log 2>&1 \
+    || echo "docker-compose could not be installed (see /tmp/lpstudy-apt-compose.log)"
+fi
+
 export LPSTUDY_DATA_DIR=${LPSTUDY_DATA_DIR:-$(pwd)/../shared/data}
 echo "LPSTUDY_DATA_DIR=$LPSTUDY_DATA_DIR"
 
 "$BIN/ruff" check app workers tests bench migrations || exit 1
 "$BIN/mypy" app || exit 1
-# The compose file needs a secret at run time; a placeholder is enough to validate it offline.
-if command -v docker-compose >/dev/null; then
-  LPSTUDY_SECRET_KEY=${LPSTUDY_SECRET_KEY:-placeholder-for-validation-only} docker-compose -f docker-compose.yml config -q || exit 1
-fi
 
 "$BIN/python" -m pytest -q -ra "$@"
 rc=$?
