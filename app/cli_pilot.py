@@ -67,7 +67,7 @@ def bots(
         except Exception as exc:  # noqa: BLE001 - any loading problem is the user's model argument
             clitools.fail(f"cannot load model {spec!r}: {clitools.one_line(exc)}")
         chosen = rs.ModelResponder(predictor)
-    token = mint_test_token(s.secret_key, slug, "bot")
+    token = mint_test_token(s.with_secret_key().secret_key, slug, "bot")  # the server's key, generated or set
     failures: list[str] = []
     bars: list[tqdm] = []  # made once the first bot got through, so that a setup problem is one line alone
 

@@ -1,4 +1,5 @@
 from app.models.admin import AdminUser
+from app.models.assignment import AssignmentSlot
 from app.models.audit import AuditEntry, LoginFailure
 from app.models.base import Base
 from app.models.job import Job, JobStatus, MlModel, SourceFailure, SourceFailureStatus
@@ -10,6 +11,7 @@ __all__ = [
     "CONDITION_CODES",
     "AdminUser",
     "AuditEntry",
+    "AssignmentSlot",
     "Base",
     "Condition",
     "Job",

@@ -47,8 +47,8 @@ class Study(Base):
     config_source: Mapped[str] = mapped_column(Text)
     config: Mapped[dict[str, Any]]
     status: Mapped[str] = mapped_column(String(16), default=StudyStatus.DRAFT)
-    # Bumped by every assignment: the UPDATE takes the row lock that serialises assignment
-    # across processes (PostgreSQL row lock; SQLite's single writer lock).
+    # Bumped by every assignment on SQLite: the UPDATE takes SQLite's one writer lock before a slot is picked.
+    # (PostgreSQL claims slots with FOR UPDATE SKIP LOCKED and does not touch it.)
     assignment_seq: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 

@@ -1,136 +1,128 @@
 """Entry and assignment: a PID's participant, or a new one in the least-filled condition with its trials.
 
-Assignment is serialised per study by a row lock: `UPDATE studies SET assignment_seq = assignment_seq + 1`
-takes PostgreSQL's row lock and SQLite's writer lock, held until commit, so several server processes never
-over-fill a condition. To keep that lock short, the decision is prepared before it: one statement reads the
-per-condition counts, the study's assignment_seq and any participant with this PID (one snapshot), and the
-condition and stimuli are chosen from it. The lock's UPDATE returns the new assignment_seq: if it is the one
-read plus one, no assignment happened in between and the decision stands (the lock is then held only for the
-two INSERTs). Otherwise everything is read and decided again under the lock.
+Assignment claims a slot (app.models.assignment): every condition has one slot per rank up to its target, and an
+entry takes the free slot with the lowest (rank, tiebreak). Taking ranks in order is "least-filled first, random
+tie-break": the conditions stay within one participant of each other and never pass their targets, across any
+number of server processes. On PostgreSQL the claim is ``FOR UPDATE SKIP LOCKED``, so simultaneous entries each
+take a different slot and none waits for another (the old design queued every entry of a study on one row
+lock). SQLite has one writer anyway: there the entry takes the writer lock first and then claims.
 
-Test participants (an admin's preview, `lpstudy bots`; see participants.pilots) take the same path, but are
-counted apart: real participants' counts and stimulus balance never see them, and they are balanced among
-themselves, with no target, in any study status.
+A slot is free when nobody holds it or its holder no longer fills it: completed and recently active participants
+fill their slot; one who timed out, declined consent or failed the attention checks does not, and the next
+entrant takes the slot over. A participant who comes back after timing out resumes in their own condition (the
+PID is looked up first), without a slot.
+
+Test participants (an admin's preview, `lpstudy bots`; participants.pilots) never hold a slot, so they never
+count toward a target. They are assigned apart, in any study status: least-filled among test participants (or
+the one condition a preview asks for), with no target, the n-th of a condition getting the n-th block of images.
+
+Stimuli: the participant at rank r gets the r-th block of `trials_per_participant` images of the condition's pool
+in a fixed pseudo-random order (wrapping around), shown in a random order of their own. Every image is then given
+the same number of times, within one, with no counting query on the hot path; a taken-over slot gives its block
+to the new holder, as the old holder's exposures no longer count.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import random
-from dataclasses import dataclass
+import threading
+import time
+import weakref
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, case, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Integer,
+    String,
+    Table,
+    and_,
+    bindparam,
+    func,
+    insert,
+    not_,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.errors import BadRequest, NotFound, StudyUnavailable
-from app.models import ParticipantStatus, Stage, Study, StudyStatus
+from app.models import AssignmentSlot, ParticipantStatus, Stage, Study, StudyStatus
 from app.models.base import utcnow
 from app.participants import viewing
 from app.participants.pilots import EntryGrant
 from app.participants.tables import ACTIVE, ST, C, P, S, T, autocommit, new_token
 from app.prolific import EntryParams
 
+SL: Table = AssignmentSlot.__table__  # type: ignore[assignment]
+# Slots are made this many ranks ahead of the highest existing one, for every condition at once.
+SLOT_BLOCK = 128
+# A condition's pool (stimulus ids) is read at most this often per process; pools change only between studies'
+# phases (generation, review), and a stale pool still gives valid, distinct stimuli.
+POOL_CACHE_TTL_S = 10.0
+_COMPLETED = ParticipantStatus.COMPLETED.value
+
+_EXISTING = select(P.c.token).where(P.c.study_id == bindparam("study_id"), P.c.prolific_pid == bindparam("pid"))
+# The study and this PID's participant, if any, in one round trip.
 _STUDY_FOR_ENTRY = select(
-    ST.c.id, ST.c.status, ST.c.trials_per_participant, ST.c.attention, ST.c.timeout_minutes, ST.c.config
+    ST.c.id,
+    ST.c.status,
+    ST.c.trials_per_participant,
+    ST.c.attention,
+    ST.c.timeout_minutes,
+    ST.c.config,
+    select(P.c.token)
+    .where(P.c.study_id == ST.c.id, P.c.prolific_pid == bindparam("pid"))
+    .correlate(ST)
+    .scalar_subquery()
+    .label("existing"),
 ).where(ST.c.slug == bindparam("slug"))
-_LOCK = (
-    update(ST)
-    .where(ST.c.id == bindparam("b_id"))
-    .values(assignment_seq=ST.c.assignment_seq + 1)
-    .returning(ST.c.assignment_seq)
+
+# The free slot to claim: lowest (rank, tiebreak) below the condition's target whose holder, if any, no longer
+# fills it.
+_holder = P.alias("holder")
+_fills = or_(
+    _holder.c.status == _COMPLETED,
+    and_(_holder.c.status == ACTIVE, _holder.c.last_seen_at >= bindparam("cutoff", type_=P.c.last_seen_at.type)),
+)
+_PICK = (
+    select(SL.c.id, SL.c.condition_id, SL.c.rank)
+    .select_from(SL.join(C, C.c.id == SL.c.condition_id).outerjoin(_holder, _holder.c.id == SL.c.participant_id))
+    .where(
+        SL.c.study_id == bindparam("study_id"),
+        SL.c.rank < C.c.target,
+        or_(SL.c.participant_id.is_(None), not_(_fills)),
+    )
+    .order_by(SL.c.rank, SL.c.tiebreak)
+    .limit(1)
+)
+_PICK_PG = _PICK.with_for_update(of=SL, skip_locked=True)
+# SQLite: the one writer lock, taken before the pick so that two entries cannot pick the same slot.
+_WRITER_LOCK = update(ST).where(ST.c.id == bindparam("b_id")).values(assignment_seq=ST.c.assignment_seq + 1)
+_GIVE = update(SL).where(SL.c.id == bindparam("b_slot")).values(participant_id=bindparam("b_participant"))
+# The pool: the condition's stimuli that an admin has not excluded.
+_POOL = select(S.c.id).where(S.c.condition_id == bindparam("condition_id"), S.c.excluded_at.is_(None)).order_by(S.c.id)
+_SLOT_STATE = (
+    select(C.c.id, C.c.target, func.coalesce(func.max(SL.c.rank) + 1, 0))
+    .select_from(C.outerjoin(SL, SL.c.condition_id == C.c.id))
+    .where(C.c.study_id == bindparam("study_id"))
+    .group_by(C.c.id, C.c.target)
 )
 
 
-def _entry_state(
-    conn: Connection, study_id: int, pid: str, cutoff: dt.datetime, is_test: bool = False
-) -> tuple[int, str | None, list]:
-    """(assignment_seq, token of this PID's participant or None, [(condition id, code, target, filled)]).
-    `filled` counts real participants, or for a test entry the test participants."""
-    active = P.c.status == ACTIVE
-    filled = func.count(
-        case(((active & (P.c.last_seen_at >= cutoff)) | (P.c.status == ParticipantStatus.COMPLETED.value), 1))
+def _full() -> StudyUnavailable:
+    return StudyUnavailable(
+        "This study has all the participants it needs. Thank you for your interest. "
+        "Please return the study on Prolific.",
+        reason="full",
     )
-    existing = select(P.c.token).where(P.c.study_id == study_id, P.c.prolific_pid == pid).scalar_subquery()
-    seq = select(ST.c.assignment_seq).where(ST.c.id == study_id).scalar_subquery()
-    rows = conn.execute(
-        select(C.c.id, C.c.code, C.c.target, filled, seq, existing)
-        .select_from(C.outerjoin(P, (P.c.condition_id == C.c.id) & (P.c.is_test.is_(is_test))))
-        .where(C.c.study_id == study_id)
-        .group_by(C.c.id, C.c.code, C.c.target)
-        .order_by(C.c.id)
-    ).all()
-    if not rows:
-        return 0, None, []
-    return rows[0][4], rows[0][5], [tuple(r[:4]) for r in rows]
-
-
-def _shown_counts(conn: Connection, condition_id: int, is_test: bool = False) -> list[tuple[int, int]]:
-    """[(stimulus id, times given to active or completed participants)] for one condition's pool (real
-    participants; for a test entry, test participants)."""
-    shown = (
-        select(T.c.stimulus_id, func.count().label("n"))
-        .select_from(T.join(P, P.c.id == T.c.participant_id))
-        .where(
-            P.c.condition_id == condition_id,
-            P.c.status.in_([ACTIVE, ParticipantStatus.COMPLETED.value]),
-            P.c.is_test.is_(is_test),
-        )
-        .group_by(T.c.stimulus_id)
-        .subquery()
-    )
-    rows = conn.execute(
-        select(S.c.id, func.coalesce(shown.c.n, 0))
-        .select_from(S.outerjoin(shown, shown.c.stimulus_id == S.c.id))
-        .where(S.c.condition_id == condition_id, S.c.excluded_at.is_(None))  # excluded: out of the pool
-    ).all()
-    return [(r[0], r[1]) for r in rows]
-
-
-@dataclass
-class _Decision:
-    condition_id: int
-    trials: list[dict[str, Any]]  # without participant_id
-
-
-def _decide(
-    conn: Connection, study: Any, counts: list, rng: random.Random, test: EntryGrant | None = None
-) -> _Decision:
-    """Least-filled open condition (random tie-break), then its least-shown stimuli in random order.
-    A test entry has no target to respect (every condition is open), or the one condition it previews."""
-    if test is None:
-        open_ = [c for c in counts if c[3] < c[2]]
-    else:
-        open_ = [c for c in counts if test.condition in (None, c[1])]
-        if not open_:
-            raise BadRequest(f"This study has no condition {test.condition}.", title="Test link not valid")
-    if not open_:
-        raise StudyUnavailable(
-            "This study has all the participants it needs. Thank you for your interest. "
-            "Please return the study on Prolific.",
-            reason="full",
-        )
-    least = min(c[3] for c in open_)
-    code = rng.choice(sorted(c[1] for c in open_ if c[3] == least))
-    condition_id = next(c[0] for c in open_ if c[1] == code)
-    rows = _shown_counts(conn, condition_id, is_test=test is not None)
-    need = study.trials_per_participant
-    if len(rows) < need:
-        raise StudyUnavailable("This study is not ready yet. Please return the study on Prolific.", reason="not-ready")
-    keyed = sorted(rows, key=lambda r: (r[1], rng.random()))  # least-shown first, random among ties
-    chosen = [r[0] for r in keyed[:need]]
-    rng.shuffle(chosen)
-    attention = set((study.attention or {}).get("positions", []))
-    it = iter(chosen)
-    trials = []
-    for pos in range(len(chosen) + len(attention)):
-        if pos in attention:
-            trials.append(
-                {"position": pos, "stimulus_id": None, "kind": "attention", "expected_label": rng.randrange(10)}
-            )
-        else:
-            trials.append({"position": pos, "stimulus_id": next(it), "kind": "stimulus", "expected_label": None})
-    return _Decision(condition_id, trials)
 
 
 def _not_active(engine: Engine, study_id: int) -> StudyUnavailable:
@@ -150,6 +142,241 @@ def _not_active(engine: Engine, study_id: int) -> StudyUnavailable:
     )
 
 
+def make_slots(engine: Engine, study_id: int, rng: random.Random) -> bool:
+    """Make the next block of slots (every condition up to the same rank, capped by its target), in one
+    transaction. False when every condition already has slots up to its target. Safe to run concurrently: a
+    rank that exists already is skipped, and each run leaves every condition at a common rank bound."""
+    with engine.begin() as conn:
+        state = conn.execute(_SLOT_STATE, {"study_id": study_id}).all()
+        if not state:
+            return False
+        bound = max(made for _cid, _target, made in state) + SLOT_BLOCK
+        rows = [
+            {"study_id": study_id, "condition_id": cid, "rank": rank, "tiebreak": rng.randrange(1 << 30)}
+            for cid, target, made in state
+            for rank in range(made, min(target, bound))
+        ]
+        if not rows:
+            return False
+        keys = ["condition_id", "rank"]
+        if conn.dialect.name == "postgresql":
+            conn.execute(pg_insert(SL).on_conflict_do_nothing(index_elements=keys), rows)
+        else:
+            conn.execute(sqlite_insert(SL).on_conflict_do_nothing(index_elements=keys), rows)
+    return True
+
+
+class _PoolCache:
+    """condition id -> its stimulus ids in the fixed order, per engine, at most POOL_CACHE_TTL_S old."""
+
+    def __init__(self) -> None:
+        self._by_engine: weakref.WeakKeyDictionary[Engine, dict[int, tuple[float, list[int]]]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._lock = threading.Lock()
+
+    def get(self, conn: Connection, condition_id: int) -> list[int]:
+        now = time.monotonic()
+        with self._lock:
+            pools = self._by_engine.setdefault(conn.engine, {})
+            hit = pools.get(condition_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        pool = list(conn.execute(_POOL, {"condition_id": condition_id}).scalars())
+        random.Random(f"lpstudy-pool-{condition_id}").shuffle(pool)  # the same order in every process
+        with self._lock:
+            pools[condition_id] = (now + POOL_CACHE_TTL_S, pool)
+        return pool
+
+
+_pools = _PoolCache()
+
+
+def _trials(conn: Connection, study: Any, condition_id: int, rank: int, rng: random.Random) -> list[dict[str, Any]]:
+    """The rank's block of the pool (fixed pseudo-random order per condition), in a random order, with the
+    attention checks at their positions."""
+    pool = _pools.get(conn, condition_id)
+    need = study.trials_per_participant
+    if len(pool) < need:
+        raise StudyUnavailable("This study is not ready yet. Please return the study on Prolific.", reason="not-ready")
+    start = rank * need
+    chosen = [pool[(start + i) % len(pool)] for i in range(need)]
+    rng.shuffle(chosen)
+    attention = set((study.attention or {}).get("positions", []))
+    it = iter(chosen)
+    trials = []
+    for pos in range(need + len(attention)):
+        if pos in attention:
+            trials.append(
+                {"position": pos, "stimulus_id": None, "kind": "attention", "expected_label": rng.randrange(10)}
+            )
+        else:
+            trials.append({"position": pos, "stimulus_id": next(it), "kind": "stimulus", "expected_label": None})
+    return trials
+
+
+def _build_insert_all_pg() -> Any:
+    """One prebuilt (so compiled once) statement: WITH ins AS (INSERT participant RETURNING id), give AS (UPDATE
+    the slot) INSERT INTO trials SELECT ins.id, u.* FROM ins, unnest(the trials' columns as arrays) u."""
+    ts = P.c.last_seen_at.type
+    ins = (
+        insert(P)
+        .values(
+            study_id=bindparam("b_study", type_=Integer),
+            condition_id=bindparam("b_condition", type_=Integer),
+            token=bindparam("b_token", type_=String),
+            prolific_pid=bindparam("b_pid", type_=String),
+            prolific_study_id=bindparam("b_psid", type_=String),
+            prolific_session_id=bindparam("b_pssid", type_=String),
+            status=ACTIVE,
+            stage=Stage.CONSENT.value,
+            position=0,
+            attention_failures=0,
+            started_at=bindparam("b_now", type_=ts),
+            last_seen_at=bindparam("b_now", type_=ts),
+        )
+        .returning(P.c.id)
+        .cte("ins")
+    )
+    rows = (
+        func.unnest(
+            bindparam("b_positions", type_=ARRAY(Integer)),
+            bindparam("b_stimuli", type_=ARRAY(Integer)),
+            bindparam("b_kinds", type_=ARRAY(String)),
+            bindparam("b_expected", type_=ARRAY(Integer)),
+        )
+        .table_valued("position", "stimulus_id", "kind", "expected_label", name="u")
+        .render_derived()
+    )
+    give = (
+        update(SL)
+        .where(SL.c.id == bindparam("b_slot", type_=Integer))
+        .values(participant_id=select(ins.c.id).scalar_subquery())
+        .returning(SL.c.id)
+        .cte("give")
+    )
+    return (
+        insert(T)
+        .from_select(
+            ["participant_id", "position", "stimulus_id", "kind", "expected_label"],
+            select(ins.c.id, rows.c.position, rows.c.stimulus_id, rows.c.kind, rows.c.expected_label).select_from(
+                ins.join(rows, true())
+            ),
+        )
+        .add_cte(give)
+    )
+
+
+_INSERT_ALL_PG = _build_insert_all_pg()
+
+
+def _existing(engine: Engine, study_id: int, pid: str) -> str | None:
+    with autocommit(engine) as conn:
+        token = conn.execute(_EXISTING, {"study_id": study_id, "pid": pid}).scalar()
+    return None if token is None else str(token)
+
+
+def _claim(engine: Engine, study: Any, params: EntryParams, cutoff: dt.datetime, rng: random.Random) -> str | None:
+    """One attempt: claim a slot, create the participant and their trials, give them the slot; one transaction.
+    None when no slot is free."""
+    pg = engine.dialect.name == "postgresql"
+    with engine.connect() as conn:
+        if not pg:
+            conn.execute(_WRITER_LOCK, {"b_id": study.id})
+        slot = conn.execute(_PICK_PG if pg else _PICK, {"study_id": study.id, "cutoff": cutoff}).first()
+        if slot is None:
+            conn.rollback()
+            return None
+        trials = _trials(conn, study, slot.condition_id, slot.rank, rng)
+        now = utcnow()
+        token = new_token()
+        if pg:  # the participant, their trials and the slot in one statement (one round trip)
+            conn.execute(
+                _INSERT_ALL_PG,
+                {
+                    "b_study": study.id,
+                    "b_condition": slot.condition_id,
+                    "b_token": token,
+                    "b_pid": params.pid,
+                    "b_psid": params.study_id,
+                    "b_pssid": params.session_id,
+                    "b_now": now,
+                    "b_slot": slot.id,
+                    "b_positions": [t["position"] for t in trials],
+                    "b_stimuli": [t["stimulus_id"] for t in trials],
+                    "b_kinds": [t["kind"] for t in trials],
+                    "b_expected": [t["expected_label"] for t in trials],
+                },
+            )
+        else:
+            participant_id = conn.execute(
+                insert(P)
+                .values(
+                    study_id=study.id,
+                    condition_id=slot.condition_id,
+                    token=token,
+                    prolific_pid=params.pid,
+                    prolific_study_id=params.study_id,
+                    prolific_session_id=params.session_id,
+                    status=ACTIVE,
+                    stage=Stage.CONSENT.value,
+                    position=0,
+                    attention_failures=0,
+                    started_at=now,
+                    last_seen_at=now,
+                )
+                .returning(P.c.id)
+            ).scalar_one()
+            conn.execute(insert(T), [{"participant_id": participant_id, **t} for t in trials])
+            conn.execute(_GIVE, {"b_slot": slot.id, "b_participant": participant_id})
+        conn.commit()
+        return token
+
+
+_TEST_COUNTS = (
+    select(C.c.id, C.c.code, func.count(P.c.id))
+    .select_from(C.outerjoin(P, (P.c.condition_id == C.c.id) & P.c.is_test.is_(True)))
+    .where(C.c.study_id == bindparam("study_id"))
+    .group_by(C.c.id, C.c.code)
+    .order_by(C.c.id)
+)
+
+
+def _enter_test(engine: Engine, study: Any, params: EntryParams, test: EntryGrant, rng: random.Random) -> str:
+    """A test participant: no slot, no target; least-filled among test participants (random tie-break)."""
+    with engine.begin() as conn:
+        counts = [c for c in conn.execute(_TEST_COUNTS, {"study_id": study.id}).all() if test.condition in (None, c[1])]
+        if not counts:
+            raise BadRequest(f"This study has no condition {test.condition}.", title="Test link not valid")
+        least = min(c[2] for c in counts)
+        condition_id, _code, n = rng.choice([c for c in counts if c[2] == least])
+        trials = _trials(conn, study, condition_id, n, rng)
+        now = utcnow()
+        token = new_token()
+        participant_id = conn.execute(
+            insert(P)
+            .values(
+                study_id=study.id,
+                condition_id=condition_id,
+                token=token,
+                prolific_pid=params.pid,
+                prolific_study_id=params.study_id,
+                prolific_session_id=params.session_id,
+                status=ACTIVE,
+                stage=Stage.CONSENT.value,
+                position=0,
+                attention_failures=0,
+                started_at=now,
+                last_seen_at=now,
+                is_test=True,
+                test_kind=test.kind,
+            )
+            .returning(P.c.id)
+        ).scalar_one()
+        conn.execute(insert(T), [{"participant_id": participant_id, **t} for t in trials])
+    return token
+
+
 def enter(
     engine: Engine,
     slug: str,
@@ -162,54 +389,41 @@ def enter(
     `test` (a verified test token) makes a new participant a test participant of that kind. `screen` is the
     window width the entry link measured (viewing.measured_width); the route passes None when it has none."""
     rng = rng or random.SystemRandom()
-    is_test = test is not None
-    with autocommit(engine) as conn:  # the reads that prepare the decision: no transaction needed
-        study = conn.execute(_STUDY_FOR_ENTRY, {"slug": slug}).first()
-        if study is None:
-            raise NotFound(
-                "There is no study at this address. Please check the link you were given.", title="Study not found"
-            )
-        cutoff = utcnow() - dt.timedelta(minutes=study.timeout_minutes)
-        seq, existing, counts = _entry_state(conn, study.id, params.pid, cutoff, is_test)
-        if existing is not None:
-            return str(existing)  # the same PID again: resume, never a second assignment
-        if study.status != StudyStatus.ACTIVE and not is_test:  # a preview or pilot may run before activation
-            raise _not_active(engine, study.id)
-        # the study's minimum window width (viewing.check_screen): a new participant only, before assignment
-        viewing.check_screen(study.config, screen)
-        decision = _decide(conn, study, counts, rng, test)
-
-    with engine.connect() as conn:
-        locked_seq = conn.execute(_LOCK, {"b_id": study.id}).scalar_one()  # takes the study's lock
-        if locked_seq != seq + 1:  # someone was assigned since: decide again, now under the lock
-            _seq, existing, counts = _entry_state(conn, study.id, params.pid, cutoff, is_test)
-            if existing is not None:
-                conn.rollback()
-                return str(existing)
-            decision = _decide(conn, study, counts, rng, test)
-        now = utcnow()
-        token = new_token()
-        participant_id = conn.execute(
-            insert(P)
-            .values(
-                study_id=study.id,
-                condition_id=decision.condition_id,
-                token=token,
-                prolific_pid=params.pid,
-                prolific_study_id=params.study_id,
-                prolific_session_id=params.session_id,
-                status=ACTIVE,
-                stage=Stage.CONSENT.value,
-                position=0,
-                attention_failures=0,
-                started_at=now,
-                last_seen_at=now,
-                is_test=is_test,
-                test_kind=test.kind if test is not None else None,
-            )
-            .returning(P.c.id)
-        ).scalar_one()
-        conn.execute(insert(T), [{"participant_id": participant_id, **t} for t in decision.trials])
-        conn.commit()
-        return token
-
+    with autocommit(engine) as conn:
+        study = conn.execute(_STUDY_FOR_ENTRY, {"slug": slug, "pid": params.pid}).first()
+    if study is None:
+        raise NotFound(
+            "There is no study at this address. Please check the link you were given.", title="Study not found"
+        )
+    if study.existing is not None:
+        return str(study.existing)  # the same PID again: resume, never a second assignment
+    if study.status != StudyStatus.ACTIVE and test is None:  # a preview or pilot may run in any status
+        raise _not_active(engine, study.id)
+    # the study's minimum window width (viewing.check_screen): a new participant only, before assignment
+    viewing.check_screen(study.config, screen)
+    if test is not None:
+        try:
+            return _enter_test(engine, study, params, test, rng)
+        except IntegrityError:
+            token = _existing(engine, study.id, params.pid)
+            if token is None:
+                raise
+            return token
+    cutoff = utcnow() - dt.timedelta(minutes=study.timeout_minutes)
+    more = True
+    while True:
+        try:
+            token = _claim(engine, study, params, cutoff, rng)
+        except IntegrityError:
+            # the same PID entered at the same moment elsewhere and won: theirs is the participant
+            token = _existing(engine, study.id, params.pid)
+            if token is None:
+                raise
+            return token
+        if token is not None:
+            return token
+        if not more:
+            raise _full()
+        # No free slot: make the next block. If there is none to make (every condition has slots up to its
+        # target), claim once more (another entry may have just made the slots this one missed), then it is full.
+        more = make_slots(engine, study.id, rng)

@@ -2,7 +2,8 @@
 
 The routes are async and hand the database work to a worker thread in one hop, through a limiter no larger than
 the connection pool, so a burst of requests waits in the event loop instead of in threads that hold (or wait
-for) connections. Entries have their own smaller limiter: they queue on the study's assignment lock anyway.
+for) connections. Entries have their own limiter, so that a launch burst of first entries (each a transaction of
+a few statements) cannot take every connection from participants already in the study.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ async def _lifespan(app: Any) -> AsyncIterator[None]:
 
 router = APIRouter(lifespan=_lifespan)
 R = TypeVar("R")
-ENTRY_CONCURRENCY = 2
+ENTRY_CONCURRENCY = 4
 
 
 class _Hot:
