@@ -59,3 +59,5 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
         lg = logging.getLogger(name)
         lg.handlers.clear()
         lg.propagate = True
+    # lpstudy's own access log (LPSTUDY_ACCESS_LOG) carries the request id and the route; uvicorn's is off.
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

@@ -345,6 +345,8 @@ _TEST_COUNTS = (
 def _enter_test(engine: Engine, study: Any, params: EntryParams, test: EntryGrant, rng: random.Random) -> str:
     """A test participant: no slot, no target; least-filled among test participants (random tie-break)."""
     with engine.begin() as conn:
+        if conn.dialect.name != "postgresql":  # SQLite: the writer lock first, or the INSERT's upgrade may fail
+            conn.execute(_WRITER_LOCK, {"b_id": study.id})
         counts = [c for c in conn.execute(_TEST_COUNTS, {"study_id": study.id}).all() if test.condition in (None, c[1])]
         if not counts:
             raise BadRequest(f"This study has no condition {test.condition}.", title="Test link not valid")
