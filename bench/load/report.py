@@ -12,6 +12,8 @@ from pathlib import Path
 
 PACED_P99_TARGET_MS = 50.0
 RATIO_TARGET = 0.5
+OTREE_RATIO_TARGET = 15.0
+SATURATION_P99_TARGET_MS = 250.0
 ORDER = [
     "entry",
     "consent_get",
@@ -131,6 +133,28 @@ def main(paths: list[str]) -> None:
                         f"- {name(lp)} / {name(c)}: {lp['requests_per_s']:,.0f} / {c['requests_per_s']:,.0f} req/s "
                         f"= **{100 * ratio:.0f}%** ({verdict} the {100 * RATIO_TARGET:.0f}% target)"
                     )
+            target = f">= {OTREE_RATIO_TARGET:.0f}x, p99 <= {SATURATION_P99_TARGET_MS:.0f} ms, 0 errors, verified"
+            for ot in (s for s in sel if s["system"] == "otree"):
+                for lp in (s for s in sel if s["system"] == "lpstudy" and not name(s).startswith("lpstudy-before")):
+                    if repeat(lp) != repeat(ot) or not ot["participants_per_s"]:
+                        continue
+                    x = lp["participants_per_s"] / ot["participants_per_s"]
+                    p99 = lp["latency_ms"].get("ALL", {}).get("p99")
+                    entry = lp["latency_ms"].get("entry", {}).get("p99")
+                    ok = (
+                        x >= OTREE_RATIO_TARGET
+                        and p99 is not None
+                        and p99 <= SATURATION_P99_TARGET_MS
+                        and lp["error_count"] == 0
+                        and lp.get("verify", {}).get("ok")
+                    )
+                    print(
+                        f"- {name(lp)} / {name(ot)}: {lp['participants_per_s']:.2f} / {ot['participants_per_s']:.2f} "
+                        f"completed participants/s = **{x:.1f}x**; lpstudy p99 {fmt(p99)} ms (entry p99 {fmt(entry)}), "
+                        f"{lp['error_count']} errors: **{'meets' if ok else 'misses'}** the {target} target"
+                    )
+                    for c in (c for c in ceil if repeat(c) == repeat(lp)):
+                        print(f"  - server CPU ms/request: lpstudy {cpu_ms_per_req(lp)}, {name(c)} {cpu_ms_per_req(c)}")
             lps = [s for s in sel if s["system"] == "lpstudy"]
             before = [s for s in lps if name(s).startswith("lpstudy-before")]
             after = [s for s in lps if not name(s).startswith("lpstudy-before")]

@@ -8,6 +8,7 @@
 #   paced:      N=500 participants arriving uniformly within 30 s, 5 s on every page before submitting
 # Environment (defaults): PEERS=/tmp/peers  REPEATS=1  N=500 C=200  PACED_N=500 ARRIVAL_S=30 THINK_S=5
 #   CEILING_WORKERS="1 2" (saturation)  PACED_CEILING_WORKERS=2  LP_WORKERS=2  SYSTEMS="ceiling lpstudy"
+#   (add "otree" to SYSTEMS for oTree 6 in the saturation run: the side-by-side of issue 12; about 10 min more)
 #   KEEPALIVE=75  BEFORE_REF=<git ref> (adds "lpstudy-before", that ref's app/, saturation only)
 #   OUT=bench/load/results/<stamp>.jsonl
 # Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust) and lpstudy's venv (.venv). The peers copy is
@@ -33,6 +34,7 @@ KEEPALIVE=${KEEPALIVE:-75}
 # Optional: also measure lpstudy's participant path as of this git ref ("before"), same run, same settings.
 BEFORE_REF=${BEFORE_REF:-}
 CPORT=${CPORT:-8100}
+OPORT=${OPORT:-8300}
 LPORT=${LPORT:-8200}
 PG=${PG:-postgresql://postgres@127.0.0.1:5432}
 STAMP=$(date -u +%Y%m%d-%H%M%S)
@@ -74,6 +76,31 @@ stop_group() {  # PID (setsid made it the process-group leader)
   kill -TERM -- -"$1" 2>/dev/null || true
   for _ in $(seq 1 40); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.5; done
   kill -KILL -- -"$1" 2>/dev/null || true
+}
+
+run_otree() {  # TAG bots-args...   (oTree 6 `prodserver` on PostgreSQL, a fresh database per run; saturation only)
+  local tag=$1; shift
+  case " $SYSTEMS " in *" otree "*) ;; *) return 0 ;; esac
+  local db="otree_bench_${STAMP//-/_}_$tag"
+  psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db OWNER bench"
+  (
+    . "$PEERS/otree_env.sh"
+    export DATABASE_URL="postgresql://bench:benchpw@127.0.0.1:5432/$db" PATH="$PEERS/.venv/bin:$PATH"
+    cd "$PEERS/otree_peer"
+    echo y | otree resetdb > "$LOGS/otree-resetdb-$tag.log" 2>&1
+    setsid otree prodserver "127.0.0.1:$OPORT" > "$LOGS/otree-$tag.log" 2>&1 &
+    local pid=$!
+    cd "$REPO"
+    wait_up "http://127.0.0.1:$OPORT/" "$pid"
+    sleep 1
+    echo "== otree $tag (load $(load1))"
+    "$PY" "$PEERS/bots.py" --system otree --base-url "http://127.0.0.1:$OPORT" --server-pid "$pid" \
+      --label "otree $tag load=$(load1)" --out "$OUT" "$@" > "$LOGS/client-otree-$tag.out" 2>&1 \
+      || echo "   (client exit code $?)"
+    grep '^#' "$LOGS/client-otree-$tag.out" | head -1 || true
+    stop_group "$pid"
+  )
+  psql -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)"
 }
 
 run_ceiling() {  # WORKERS TAG loadgen-args...
@@ -144,6 +171,7 @@ fi
 echo "lpstudy load benchmark $STAMP: $(nproc) CPUs, load $(cat /proc/loadavg), results -> $OUT"
 for r in $(seq 1 "$REPEATS"); do
   if [ "$MODE" = all ] || [ "$MODE" = saturation ]; then
+    run_otree "sat_r$r" -n "$N" -c "$C"
     for w in $CEILING_WORKERS; do
       run_ceiling "$w" "sat-r$r" -n "$N" -c "$C"
     done
