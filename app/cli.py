@@ -479,8 +479,8 @@ def worker(
     if device not in DEVICES:
         _fail(f"--device must be one of {', '.join(DEVICES)}, not {device!r}", 2)
     s = _settings(database_url)
+    db = clitools.open_db(s=s)  # a missing database: one line, before any logging is set up
     configure_logging(s.log_level, s.log_format)
-    db = clitools.open_db(s=s)
     try:
         w = Worker(db, device=device, lease_s=lease_seconds, poll_s=poll_seconds)
     except (RuntimeError, ValueError) as exc:

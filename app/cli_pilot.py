@@ -67,7 +67,6 @@ def bots(
         except Exception as exc:  # noqa: BLE001 - any loading problem is the user's model argument
             clitools.fail(f"cannot load model {spec!r}: {clitools.one_line(exc)}")
         chosen = rs.ModelResponder(predictor)
-    token = mint_test_token(s.with_secret_key().secret_key, slug, "bot")  # the server's key, generated or set
     failures: list[str] = []
     bars: list[tqdm] = []  # made once the first bot got through, so that a setup problem is one line alone
 
@@ -81,6 +80,8 @@ def bots(
 
     try:
         check_server(base_url)
+        # signed with the server's key: the configured one, or the one a server on this database generated
+        token = mint_test_token(s.with_secret_key().secret_key, slug, "bot")
         results = run_bots(base_url, slug, n, chosen, token, seed=seed, concurrency=concurrency, on_done=done)
     except BotRunError as exc:
         clitools.fail(str(exc))
