@@ -238,7 +238,7 @@ def test_cli_import_unknown_study_and_missing_folder(settings, tmp_path) -> None
     r = CliRunner().invoke(
         cli, ["stimuli", "import", "--study", "ghost", str(tmp_path / "nope"), "--database-url", settings.database_url]
     )
-    assert r.exit_code == 1 and "not a folder" in r.output
+    assert r.exit_code == 1 and "no such folder" in r.output
 
 
 # --- bad pools: nothing is imported, and the message says what and where ------------------------
