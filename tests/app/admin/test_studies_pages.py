@@ -220,7 +220,7 @@ def test_regenerate_retries_failed_blocks(admin_client, db, toml_for) -> None:  
 def test_prolific_setup_panel(admin_client, db, make_study) -> None:  # type: ignore[no-untyped-def]
     make_study(db, slug="setup-me", activate=False)
     doc = HTMLParser(admin_client.get("/admin/studies/setup-me/setup").text)
-    url = doc.css_first("input#study-url").attributes["value"]
+    url = doc.css_first("textarea#study-url").text()
     assert url == (
         "http://testserver/s/setup-me?PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}"
     )
@@ -240,7 +240,7 @@ def test_setup_url_uses_the_configured_base_or_a_trusted_proxy(app, admin_client
 
     def url() -> str:
         doc = HTMLParser(admin_client.get("/admin/studies/proxied/setup", headers=headers).text)
-        return doc.css_first("input#study-url").attributes["value"] or ""
+        return doc.css_first("textarea#study-url").text() or ""
 
     assert url().startswith("http://testserver/s/proxied?")  # untrusted headers are ignored
     app.state.settings = app.state.settings.model_copy(update={"trust_proxy": True})
