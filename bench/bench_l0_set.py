@@ -1,9 +1,10 @@
 """The paper's L0 set (75 complete CB/CAI/CAP triples on MNIST) end to end, as `lpstudy stimuli make` makes it.
 
-Two runs in one process, same config and seed: the reference cuts each attack call at the config's
-``batch_size`` (25, what the worker did before it sized batches to the device), the other lets
-``workers.generation.sizing`` size them (CPU: up to 256 images, so a whole block per call). Prints wall time,
-the ratio, complete triples, failures and their reasons, and the mean L0 of CAI and CAP.
+Two runs in one process, same seed: the reference uses blocks of 25 source images (the demo's batch_size) with
+attack calls cut at 25 images (what the worker did before it sized batches to the device); "sized" uses one
+block of all 75 and lets ``workers.generation.sizing`` size the attack calls (CPU: up to 256 images, so the
+whole block per call). Prints wall time, the ratio, complete triples, failures and their reasons, and the mean
+L0 of CAI and CAP. (Different block sizes mean different seeds per block, so the images can differ a little.)
 
     python bench/bench_l0_set.py [--data-dir ../shared/data] [--n 75] [--seed 2018] [--only sized]
 """
@@ -18,13 +19,13 @@ import time
 from pathlib import Path
 
 
-def run(n: int, seed: int, data_dir: Path, max_batch: int | None, out: Path) -> dict:
+def run(n: int, seed: int, data_dir: Path, max_batch: int | None, out: Path, block: int) -> dict:
     from workers.generation.make import make_stimuli
 
     t0 = time.perf_counter()
     summary = make_stimuli(
         "mnist", "l0", "mnist-default", n, out, device="cpu", seed=seed, data_dir=data_dir, max_batch=max_batch,
-        progress=False,
+        batch_size=block, progress=False,
     )
     summary["wall_s"] = time.perf_counter() - t0
     return summary
@@ -42,14 +43,15 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()}")
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, mb in (("reference", 25), ("sized", None)):
+        for name, mb, block in (("reference", 25, 25), ("sized", None, args.n)):
             if args.only and args.only != name:
                 continue
-            s = run(args.n, args.seed, args.data_dir, mb, Path(tmp) / name)
+            s = run(args.n, args.seed, args.data_dir, mb, Path(tmp) / name, block)
             runs[name] = s
             c = s["conditions"]
             print(
-                f"{name:9s} max_batch={mb or 'device'}: {s['wall_s']:.1f} s wall, {s['n']}/{s['target']} complete, "
+                f"{name:9s} block={block} max_batch={mb or 'device'}: {s['wall_s']:.1f} s wall, "
+                f"{s['n']}/{s['target']} complete, "
                 f"{s['failed']} failed of {s['attempted']} tried, blocks {s['blocks']}; "
                 f"CAI mean L0 {c['CAI'].get('mean_l0_frac', float('nan')):.2%}, "
                 f"CAP mean L0 {c['CAP'].get('mean_l0_frac', float('nan')):.2%}; "
