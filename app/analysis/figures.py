@@ -58,11 +58,12 @@ def fig_accuracy(r: dict[str, Any]) -> str:
             if c["majority_vote"]["accuracy"] is not None:
                 ax.text(i + 0.2, mv[i] + 0.01, f"{100 * mv[i]:.0f}%", ha="center", fontsize=8)
         ax.set_xticks(x, [c["condition"] for c in conds])
-        ax.set_ylim(0, 1.12)
+        ax.set_ylim(0, 1.25)  # room for the value labels above a 100% bar and its interval, below the title
+        ax.set_yticks(np.linspace(0, 1, 6))
         ax.set_ylabel("accuracy")
         ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, frameon=False, fontsize=8)
-        ax.set_title(f"Accuracy by condition ({r['study']['norm'].upper()}, {r['study']['dataset']})")
+        ax.set_title(f"Accuracy by condition ({r['study']['norm'].upper()}, {r['study']['dataset']})", pad=8)
         return _svg(fig)
 
 
