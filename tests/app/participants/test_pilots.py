@@ -186,14 +186,17 @@ def test_random_bots_are_reproducible_with_a_seed(app, db, make_study) -> None: 
     def answers(seed: int) -> list[tuple[int | None, int | None]]:
         results = _bots(app, slug, 3, RandomResponder(), seed=seed)
         assert all(r.finished for r in results)
+        # Per bot, in the bots' own order: concurrent bots may enter (and get participant ids) in any order.
+        rows: list[tuple[int | None, int | None]] = []
         with db.session() as s:
-            ids = select(Participant.id).where(Participant.prolific_pid.in_([r.pid for r in results]))
-            rows = s.execute(
-                select(Trial.response_label, Trial.confidence)
-                .where(Trial.participant_id.in_(ids))
-                .order_by(Trial.participant_id, Trial.position)
-            ).all()
-        return [tuple(r) for r in rows]
+            for r in results:
+                rows += s.execute(
+                    select(Trial.response_label, Trial.confidence)
+                    .join(Participant)
+                    .where(Participant.prolific_pid == r.pid)
+                    .order_by(Trial.position)
+                ).tuples()
+        return rows
 
     first, again, other = answers(7), answers(7), answers(8)
     assert first == again and first != other
