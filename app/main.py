@@ -16,11 +16,12 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app import guard
 from app.admin import auth
 from app.admin.routes import router as admin_router
 from app.config import Settings, get_settings
 from app.db import Database, is_transient
-from app.errors import DomainError, StudyUnavailable, TooManyRequests
+from app.errors import DomainError, NotFound, StudyUnavailable, TooManyRequests
 from app.http import EdgeMiddleware
 from app.metrics import Metrics
 from app.participants.routes import router as participant_router
@@ -33,6 +34,15 @@ log = logging.getLogger("lpstudy")
 # The 503 page reloads itself after this many seconds (and says so in Retry-After).
 RETRY_AFTER_S = 3
 _PARTICIPANT_POST = re.compile(r"^/p/([A-Za-z0-9_\-]+)/")
+
+
+_PARTICIPANT_PATH = re.compile(r"/p/([A-Za-z0-9_-]{8,64})(?:/|$)")
+
+
+def _participant_page(request: Request) -> str | None:
+    """For an error on a participant's own path, the address of their current page (the server decides it)."""
+    m = _PARTICIPANT_PATH.match(request.url.path)
+    return f"/p/{m.group(1)}" if m else None
 
 
 def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
@@ -51,6 +61,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.state.settings = settings
     app.state.db = db or Database(settings)
     app.state.metrics = metrics
+    guard.install(app)  # NUL bytes are a 400 (inside EdgeMiddleware, so the 400 carries its headers)
     app.add_middleware(EdgeMiddleware, metrics=metrics, access_log=settings.access_log)
 
     app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
@@ -125,8 +136,15 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
             )
         if isinstance(exc, StudyUnavailable):
             return render(request, "message.html", title=exc.title, message=exc.message, status_code=200)
+        back = None if isinstance(exc, NotFound) else _participant_page(request)
         response = render(
-            request, "message.html", title=exc.title, message=exc.message, status_code=exc.status_code
+            request,
+            "message.html",
+            title=exc.title,
+            message=exc.message,
+            status_code=exc.status_code,
+            link_url=back,
+            link_text="Back to the study",
         )
         if isinstance(exc, TooManyRequests):
             response.headers["Retry-After"] = str(exc.retry_after)
@@ -146,8 +164,10 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
             request,
             "message.html",
             title="Invalid request",
-            message="This address or form is not valid.",
+            message="This address or form is not valid. Nothing was saved.",
             status_code=400,
+            link_url=_participant_page(request),
+            link_text="Back to the study",
         )
 
     @app.exception_handler(StarletteHTTPException)

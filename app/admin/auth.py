@@ -128,7 +128,8 @@ def anonymous_session(request: Request) -> AdminSession:
 
 
 def check_csrf(sess: AdminSession | None, token: str | None) -> None:
-    if sess is None or not token or not hmac.compare_digest(sess.csrf, token):
+    # compared as UTF-8 bytes: compare_digest raises on non-ASCII str (a forged token is just a wrong one)
+    if sess is None or not token or not hmac.compare_digest(sess.csrf.encode(), token.encode("utf-8", "replace")):
         raise CsrfFailed("This form has expired or was not sent from lpstudy. Reload the page and try again.")
 
 

@@ -31,6 +31,7 @@ EMPLOYMENT = (
     "prefer-not-to-say",
 )
 MAX_RT_MS = 6 * 3600 * 1000
+MAX_POSITION = 100_000
 
 
 class WrongPage(Exception):
@@ -84,14 +85,14 @@ def submit_instructions(engine: Engine, token: str) -> None:
             raise WrongPage()
 
 
-def _int_in(value: str | None, lo: int, hi: int, what: str) -> int:
-    try:
-        n = int(str(value).strip())
-    except (TypeError, ValueError):
-        raise BadRequest(f"Please choose {what}.") from None
-    if not lo <= n <= hi:
-        raise BadRequest(f"The {what} you sent is not one of the options.")
-    return n
+def _int_in(value: str | None, lo: int, hi: int, missing: str, wrong: str) -> int:
+    """An integer lo..hi written in ASCII digits; `missing` / `wrong` are the messages when it is absent or not."""
+    if value is None or value.strip() == "":
+        raise BadRequest(f"{missing} Nothing was saved.")
+    text = value.strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= 6) or not lo <= int(text) <= hi:
+        raise BadRequest(f"{wrong} Nothing was saved.")
+    return int(text)
 
 
 def submit_trial(
@@ -108,6 +109,8 @@ def submit_trial(
     """Store one answer. On an image trial, `rendered` (the sizes the browser drew the image at) is stored for
     the participant's first image only (`rendered_sizes IS NULL`), with `touch` if the page was touched."""
     pg = engine.dialect.name == "postgresql"
+    if not 0 <= position <= MAX_POSITION:  # also keeps the value inside the database's 32-bit integers
+        raise BadRequest("This answer is not for a trial of this study. Nothing was saved.")
     # PostgreSQL: the SELECT, then both UPDATEs in one statement (autocommit). SQLite: one transaction.
     with autocommit(engine) if pg else engine.begin() as conn:
         r = conn.execute(q.ANSWER, {"token": token, "position": position}).first()
@@ -118,8 +121,12 @@ def submit_trial(
         if position > r.position:
             raise BadRequest("This answer is not for the image you are being shown. Nothing was saved.")
         study = studies.get(conn, r.study_id)
-        lab = _int_in(label, 0, len(study.labels) - 1, "a label")
-        conf = _int_in(confidence, 1, 5, "how confident you are")
+        lab = _int_in(
+            label, 0, len(study.labels) - 1, "Please choose a label.", "The label you sent is not one of the options."
+        )
+        conf = _int_in(
+            confidence, 1, 5, "Please choose how confident you are.", "The confidence you sent is not one of 1 to 5."
+        )
         rt: int | None = None
         try:
             rt = int(float(rt_ms)) if rt_ms not in (None, "") else None  # type: ignore[arg-type]
@@ -170,7 +177,9 @@ def submit_demographics(
             raise NotFound(NOT_FOUND, title="Page not found")
         if r.stage != Stage.DEMOGRAPHICS:
             raise WrongPage()
-        age_n = _int_in(age, 18, 120, "your age (18 to 120)")
+        age_n = _int_in(
+            age, 18, 120, "Please enter your age.", "Please enter your age as a whole number from 18 to 120."
+        )
         for value, allowed, what in (
             (gender, GENDERS, "a gender option"),
             (student, STUDENT, "whether you are a student"),

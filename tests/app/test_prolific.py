@@ -70,7 +70,7 @@ def test_near_miss_ids_are_refused_with_the_reason(what: str, value: str, reason
     [
         (n[0], n[1])
         for n in NEAR_MISSES
-        if n[0] in ("trailing newline", "trailing space", "NUL at the end", "fullwidth digit", "25 characters")
+        if n[0] in ("trailing newline", "trailing space", "zero-width space", "fullwidth digit", "25 characters")
     ],
 )
 def test_over_http_a_near_miss_pid_gets_a_400_and_stores_nothing(client, db, make_study, what, value) -> None:
@@ -107,5 +107,13 @@ def test_an_id_given_twice_is_refused(client, db, make_study, name) -> None:
     query = f"PROLIFIC_PID={REAL}&{name}={other}&{name}={'1' * 24}"
     r = client.get(f"/s/{slug}?{query}")
     assert r.status_code == 400 and "more than once" in r.text
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Participant)) == 0
+
+
+def test_over_http_a_nul_in_the_pid_is_a_400_and_stores_nothing(client, db, make_study) -> None:  # type: ignore[no-untyped-def]
+    slug = make_study(db, trials=2, pool=3, conditions=("CB",))
+    r = client.get(f"/s/{slug}", params={"PROLIFIC_PID": REAL + "\x00"})
+    assert r.status_code == 400 and "NUL character" in r.text  # refused before any route (app/guard.py)
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(Participant)) == 0

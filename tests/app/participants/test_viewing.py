@@ -152,8 +152,8 @@ def test_consent_stores_the_screen_and_the_first_image_its_rendered_sizes(
 def test_bad_viewing_values_are_ignored_and_consent_still_counts(client, db, make_study, new_pid) -> None:  # type: ignore[no-untyped-def]
     slug = make_study(db, trials=2, pool=3, conditions=("CB",))
     pid = new_pid()
-    bad = {"dpr": "1e308", "vw": "-5", "vh": "\x00", "sw": "９９", "sh": "999999999999999999999", "touch": "yes"}
-    _consented(client, slug, pid, bad, ua="\x00" * 5000)
+    bad = {"dpr": "1e308", "vw": "-5", "vh": "0x1", "sw": "９９", "sh": "999999999999999999999", "touch": "yes"}
+    _consented(client, slug, pid, bad, ua="\x01" * 5000)
     with db.session() as s:
         p = s.scalar(select(Participant).where(Participant.prolific_pid == pid))
         assert p.stage == "instructions"
