@@ -108,7 +108,9 @@ class CodeRow:
 
 def completion_codes(study: object) -> list[CodeRow]:
     """Every completion code lpstudy can send, with Prolific's code type and the action to set for it."""
-    incompatible = getattr(study, "code_incompatible_device", None)
+    # The incompatible-device code has no column of its own: it lives in the study's config.
+    config = getattr(study, "config", None) or {}
+    incompatible = (config.get("completion_codes") or {}).get("incompatible_device")
     return [
         CodeRow(
             "finished every trial and the demographics",

@@ -117,3 +117,16 @@ def test_over_http_a_nul_in_the_pid_is_a_400_and_stores_nothing(client, db, make
     assert r.status_code == 400 and "NUL character" in r.text  # refused before any route (app/guard.py)
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(Participant)) == 0
+
+
+def test_the_set_up_panel_lists_the_incompatible_device_code_from_the_config() -> None:
+    from types import SimpleNamespace
+
+    from app.prolific import completion_codes
+
+    base = {"code_completed": "C1", "code_no_consent": "C2", "code_failed_attention": "C3"}
+    with_code = SimpleNamespace(**base, config={"completion_codes": {"incompatible_device": "CSMALL"}})
+    without = SimpleNamespace(**base, config={"completion_codes": {}})
+    row = {r.code_type: r for r in completion_codes(with_code)}["INCOMPATIBLE_DEVICE"]
+    assert row.code == "CSMALL" and "Request return" in row.action
+    assert {r.code_type: r for r in completion_codes(without)}["INCOMPATIBLE_DEVICE"].code is None

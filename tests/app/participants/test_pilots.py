@@ -160,7 +160,11 @@ def test_truth_bots_walk_every_form_answer_truly_and_stay_out_of_counts_and_expo
     with db.session() as s:
         study = get_study(s, slug)
         rows = summarise(s, study, [r.pid for r in results])
-        assert sorted(r.bots for r in rows) == [3, 3, 3]  # balanced among themselves, past the target of 2
+        # Test participants hold no assignment slot: concurrent bots are balanced least-filled first but not
+        # serialised, so two entering at once may pick the same condition. Every condition still gets some,
+        # past the target of 2, and all nine are counted.
+        bots = sorted(r.bots for r in rows)
+        assert sum(bots) == 9 and bots[0] >= 1 and bots[-1] - bots[0] <= 2
         assert all(r.completed == r.bots and r.failed_attention == 0 for r in rows)
         assert all(r.correct == r.image_answers == r.bots * 4 for r in rows)  # the true label, every time
         assert all(c.filled == 0 for c in condition_counts(s, study))
