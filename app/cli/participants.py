@@ -6,8 +6,8 @@ import sys
 
 import typer
 
-from app import clitools
 from app.bots.responders import RESPONDERS
+from app.cli import common
 
 participants_app = typer.Typer(no_args_is_help=True, help="Participants: remove test participants.")
 
@@ -39,12 +39,12 @@ def bots(
     from app.studies.service import get_study
 
     if responder not in RESPONDERS:
-        clitools.fail(f"--responder must be one of {', '.join(RESPONDERS)}, not {responder!r}", 2)
+        common.fail(f"--responder must be one of {', '.join(RESPONDERS)}, not {responder!r}", 2)
     if not base_url.startswith(("http://", "https://")):
-        clitools.fail(f"--base-url must start with http:// or https:// (got {base_url!r})")
+        common.fail(f"--base-url must start with http:// or https:// (got {base_url!r})")
     base_url = base_url.rstrip("/")
-    s = clitools.settings(database_url)
-    db = clitools.open_db(s=s)
+    s = common.settings(database_url)
+    db = common.open_db(s=s)
     with db.session() as session:
         study = get_study(session, slug)
         truth = truth_by_public_id(session, study)
@@ -57,15 +57,15 @@ def bots(
     else:
         spec = model or gen_model
         if not spec:
-            clitools.fail(f"study '{slug}' names no generation model; pass --model (e.g. mnist-default)")
+            common.fail(f"study '{slug}' names no generation model; pass --model (e.g. mnist-default)")
         try:
             from workers.models.predictor import ModelPredictor
         except ImportError as exc:
-            clitools.fail(f"--responder model needs the worker extra (torch): {exc}")
+            common.fail(f"--responder model needs the worker extra (torch): {exc}")
         try:
             predictor = ModelPredictor(spec, device=device, data_dir=s.data_dir)
         except Exception as exc:  # noqa: BLE001 - any loading problem is the user's model argument
-            clitools.fail(f"cannot load model {spec!r}: {clitools.one_line(exc)}")
+            common.fail(f"cannot load model {spec!r}: {common.one_line(exc)}")
         chosen = rs.ModelResponder(predictor)
     failures: list[str] = []
     bars: list[tqdm] = []  # made once the first bot got through, so that a setup problem is one line alone
@@ -84,7 +84,7 @@ def bots(
         token = mint_test_token(s.with_secret_key().secret_key, slug, "bot")
         results = run_bots(base_url, slug, n, chosen, token, seed=seed, concurrency=concurrency, on_done=done)
     except BotRunError as exc:
-        clitools.fail(str(exc))
+        common.fail(str(exc))
     finally:
         for bar in bars:
             bar.close()
@@ -100,7 +100,7 @@ def bots(
             f"image accuracy {acc} ({row.correct}/{row.image_answers})"
         )
     if failures:
-        clitools.fail(f"{len(failures)} of {n} bots did not finish; first: {failures[0]}")
+        common.fail(f"{len(failures)} of {n} bots did not finish; first: {failures[0]}")
 
 
 @participants_app.command("delete-test")
@@ -113,7 +113,7 @@ def delete_test(
     from app.participants.pilots import count_test_participants, delete_test_participants
     from app.studies.service import get_study
 
-    db = clitools.open_db(database_url)
+    db = common.open_db(database_url)
     with db.session() as session:
         study = get_study(session, slug)
         counts = count_test_participants(session, study)
@@ -122,7 +122,7 @@ def delete_test(
             return
         what = f"{counts.total} test participant(s) of '{slug}' ({counts.preview} preview, {counts.bot} bot)"
         if not yes and not typer.confirm(f"Delete {what} and their trials?", default=False):
-            clitools.fail("nothing deleted (confirm, or pass --yes)")
+            common.fail("nothing deleted (confirm, or pass --yes)")
         deleted = delete_test_participants(session, study)
     typer.echo(f"Deleted {deleted.participants} test participant(s) and {deleted.trials} trial(s) of '{slug}'.")
 
@@ -130,4 +130,3 @@ def delete_test(
 def mount(cli: typer.Typer) -> None:
     cli.command("bots")(bots)
     cli.add_typer(participants_app, name="participants")
-
