@@ -2,7 +2,7 @@
 
 ``archs.py`` (the architectures), ``registry.py`` (the architecture registry), ``wrapper.py``
 (``NormalizedModel``), ``loading.py`` (``load_model`` and model files), ``defaults.py`` (the shipped models,
-weights in ``weights/``), ``train.py``, ``evaluate.py`` and ``cli.py`` (``lpstudy models ...``).
+weights in ``weights/``), ``train/`` (adversarial training), ``evaluate.py`` and ``cli.py`` (``lpstudy models ...``).
 
 The names below are loaded on first use, so that importing ``workers.models.cli`` (which the web process's
 CLI mounts) does not import torch.
