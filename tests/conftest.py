@@ -5,21 +5,20 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from app.config import Settings
 from app.db import Database, upgrade
 from app.models import Base
+from tests import servers
+from tests.databases import new_pg_database
 
 REPO = Path(__file__).resolve().parent.parent
-PG_ADMIN_URL = os.environ.get("LPSTUDY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 BACKENDS = [b for b in os.environ.get("LPSTUDY_TEST_BACKENDS", "sqlite,postgresql").split(",") if b]
 
 
@@ -35,16 +34,9 @@ def real_data_dir() -> Path | None:
 @pytest.fixture(scope="session")
 def pg_template_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session, migrated once."""
-    name = f"lpstudy_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    upgrade(url)
-    yield url
-    with admin.connect() as c:
-        c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with new_pg_database("lpstudy_test_") as url:
+        upgrade(url)
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -190,29 +182,10 @@ def toml_for():  # type: ignore[no-untyped-def]
     return study_toml
 
 
-def _wait_http_up(proc, base: str, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
-    """Poll GET {base}/healthz until it answers 200; fail with the server's output if it exits or times out."""
-    import time
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/healthz", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-            raise RuntimeError(f"server {base} did not start:\n{out[-2000:]}")
-        time.sleep(0.1)
-
-
 @pytest.fixture(scope="session")
 def wait_http_up():  # type: ignore[no-untyped-def]
-    """wait_http_up(proc, base, timeout=60): block until a server subprocess answers /healthz."""
-    return _wait_http_up
+    """wait_http_up(proc, base, timeout=60): block until a server subprocess answers /healthz (tests/servers.py)."""
+    return servers.wait_http_up
 
 
 # --- the strict CSP: no inline script or style in any page the suite renders ---------------------------------

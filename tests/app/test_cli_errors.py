@@ -9,18 +9,16 @@ import shutil
 import socket
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from app.db import upgrade
+from tests.databases import PG_ADMIN_URL, new_pg_database
 
 REPO = Path(__file__).resolve().parents[2]
-PG_ADMIN_URL = os.environ.get("LPSTUDY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 BACKENDS = [b for b in os.environ.get("LPSTUDY_TEST_BACKENDS", "sqlite,postgresql").split(",") if b]
 needs_pg = pytest.mark.skipif("postgresql" not in BACKENDS, reason="PostgreSQL backend not selected")
 
@@ -58,16 +56,8 @@ def empty_pg_url() -> Iterator[str]:
     if "postgresql" not in BACKENDS:
         yield ""
         return
-    name = f"lpstudy_unmigrated_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with new_pg_database("lpstudy_unmigrated_") as url:
+        yield url
 
 
 MIGRATED = "sqlite:///migrated.db"

@@ -17,7 +17,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,17 +33,12 @@ from sqlalchemy import create_engine, select, text
 from app.config import Settings
 from app.db import Database, upgrade
 from app.models import Participant, Stimulus, Trial
+from tests.servers import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 REPO = Path(__file__).resolve().parents[2]
 TRIALS = 6
 GENDERS = ("female", "male", "non-binary", "other")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _pg_bin() -> Path | None:
@@ -62,7 +56,7 @@ class PrivatePostgres:
         self.bin = bindir
         self.dir = Path(tempfile.mkdtemp(prefix="lpstudy-private-pg-"))
         self.data = self.dir / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self.user: str | None = None
         if os.geteuid() == 0:  # PostgreSQL refuses to run as root
             self.user = "postgres"
@@ -135,7 +129,7 @@ class Server:
 
     def __init__(self, url: str, workers: int = 2, port: int | None = None) -> None:
         self.url, self.workers = url, workers
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = Path(tempfile.mkstemp(prefix="lpstudy-fault-server-", suffix=".log")[1])
         self.proc: subprocess.Popen[bytes] | None = None

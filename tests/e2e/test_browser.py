@@ -17,9 +17,6 @@ import io
 import json
 import os
 import re
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,6 +33,7 @@ from app.demo.service import demo_config
 from app.exports import export_results
 from app.models import Participant, Stimulus, Study, Trial
 from app.studies.schema import DEFAULT_LABELS, parse_study_config
+from tests.servers import server_env, start_uvicorn, stop_server
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = [
@@ -52,12 +50,6 @@ PID = "5f0c1a2b3c4d5e6f708192a3"
 STUDY_ID = "60aa11bb22cc33dd44ee55ff"
 SESSION_ID = "70ff00ee11dd22cc33bb44aa"
 DEMO_COMPLETE = "https://app.prolific.com/submissions/complete?cc=DEMOC0MPLETE"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _data_dirs() -> list[Path]:
@@ -100,16 +92,7 @@ def _serve(
                 add_stimulus(s, study, cond, image_index=i, label=int(labels[i]), pixels=images[i], extra={"l0": 0})
         s.flush()
         activate_study(s, study)
-    port = _free_port()
-    env = {**os.environ, "LPSTUDY_DATABASE_URL": url, "LPSTUDY_ENV": "test", "LPSTUDY_SECRET_KEY": "b" * 40}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.asgi:app", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
+    proc, base = start_uvicorn(server_env(url, "b" * 40))
     try:
         try:
             wait_http_up(proc, base, 30)
@@ -117,12 +100,7 @@ def _serve(
             pytest.fail(str(exc))
         yield base, db
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(proc)
         db.dispose()
 
 

@@ -4,7 +4,6 @@ download the participants CSV and the report, and approve a real participant's s
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,8 +16,9 @@ from app.admin.auth import create_user
 from app.config import Settings
 from app.db import Database, upgrade
 from app.models import Stimulus
-from tests.e2e.test_browser import CHROMIUM, REPO, _browser, _free_port
+from tests.e2e.test_browser import CHROMIUM, REPO, _browser
 from tests.fake_prolific import FakeProlific
+from tests.servers import server_env, start_uvicorn, stop_server
 
 pytestmark = [
     pytest.mark.browser,
@@ -80,14 +80,8 @@ def test_the_dashboard_end_to_end(tmp_path: Path, wait_http_up) -> None:  # type
     with db.session() as s:
         create_user(s, EMAIL, PASSWORD)
     fake = FakeProlific().start()
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "LPSTUDY_DATABASE_URL": url, "LPSTUDY_ENV": "test", "LPSTUDY_SECRET_KEY": "d" * 40,
-           "LPSTUDY_PROLIFIC_API_TOKEN": fake.token, "LPSTUDY_PROLIFIC_API_URL": fake.url}  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.asgi:app", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    env = server_env(url, "d" * 40, LPSTUDY_PROLIFIC_API_TOKEN=fake.token, LPSTUDY_PROLIFIC_API_URL=fake.url)
+    proc, base = start_uvicorn(env)
     try:
         wait_http_up(proc, base, 30)
         config = tmp_path / "browser-l0.toml"
@@ -190,7 +184,6 @@ def test_the_dashboard_end_to_end(tmp_path: Path, wait_http_up) -> None:  # type
             for a in ("study.create", "study.activate", "stimulus.exclude", "prolific.approve"):
                 assert a in actions
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop_server(proc)
         fake.stop()
         db.dispose()

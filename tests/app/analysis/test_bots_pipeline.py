@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,38 +21,17 @@ from app.analysis import analyze
 from app.analysis.package import load_package
 from app.analysis.service import study_data
 from app.cli import cli
+from tests.servers import server_env, uvicorn_server
 
-REPO = Path(__file__).resolve().parents[3]
 ATTENTION = "[attention_checks]\ncount = 2\nfail_threshold = 2\n"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
-def served(settings, db, make_study, wait_http_up) -> Iterator[tuple[str, str, dict[str, str]]]:  # type: ignore[no-untyped-def]
+def served(settings, db, make_study) -> Iterator[tuple[str, str, dict[str, str]]]:  # type: ignore[no-untyped-def]
     slug = make_study(db, slug="bots-study", trials=5, pool=8, target=30, extra=ATTENTION)
-    env = {**os.environ, "LPSTUDY_DATABASE_URL": settings.database_url, "LPSTUDY_ENV": "test",
-           "LPSTUDY_SECRET_KEY": settings.secret_key}  # fmt: skip
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.asgi:app", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_http_up(proc, base, 60)
+    env = server_env(settings.database_url, settings.secret_key)
+    with uvicorn_server(env) as base:
         yield slug, base, env
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _cli(env: dict[str, str], *args: str):  # type: ignore[no-untyped-def]

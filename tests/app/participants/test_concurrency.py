@@ -10,87 +10,46 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
-import subprocess
-import sys
-import uuid
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
+from contextlib import ExitStack
 
 import pytest
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 
 from app.config import Settings
 from app.db import Database, upgrade
 from app.models import Condition, Participant, Trial
+from tests.databases import new_pg_database
+from tests.servers import server_env, start_uvicorn, stop_server, wait_http_up
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
-REPO = Path(__file__).resolve().parents[3]
-PG_ADMIN_URL = os.environ.get("LPSTUDY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 BACKENDS = [b for b in os.environ.get("LPSTUDY_TEST_BACKENDS", "sqlite,postgresql").split(",") if b]
 ENTRANTS = 200
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start_server(url: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    env = {**os.environ, "LPSTUDY_DATABASE_URL": url, "LPSTUDY_ENV": "test", "LPSTUDY_SECRET_KEY": "c" * 40}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.asgi:app", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    return proc, f"http://127.0.0.1:{port}"
-
-
 @pytest.fixture(scope="module", params=BACKENDS)
 def servers(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, wait_http_up
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Database, list[str]]]:
     """A fresh migrated database and two server processes on it: (Database, [base URL, base URL])."""
-    backend = request.param
-    dbname = None
-    admin = None
-    if backend == "postgresql":
-        dbname = f"lpstudy_conc_{uuid.uuid4().hex[:10]}"
-        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as c:
-            c.execute(text(f'CREATE DATABASE "{dbname}"'))
-        url = make_url(PG_ADMIN_URL).set(database=dbname).render_as_string(hide_password=False)
-    else:
-        url = f"sqlite:///{tmp_path_factory.mktemp('concurrency') / 'conc.db'}"
-    upgrade(url)
-    db = Database(Settings(env="test", database_url=url, secret_key="c" * 40))
-    procs = [_start_server(url) for _ in range(2)]
-    try:
+    with ExitStack() as stack:
+        if request.param == "postgresql":
+            url = stack.enter_context(new_pg_database("lpstudy_conc_"))
+        else:
+            url = f"sqlite:///{tmp_path_factory.mktemp('concurrency') / 'conc.db'}"
+        upgrade(url)
+        db = Database(Settings(env="test", database_url=url, secret_key="c" * 40))
+        stack.callback(db.dispose)
+        procs = []
+        for _ in range(2):
+            procs.append(start_uvicorn(server_env(url, "c" * 40)))
+            stack.callback(stop_server, procs[-1][0])
         for proc, base in procs:
             wait_http_up(proc, base)
         yield db, [base for _, base in procs]
-    finally:
-        for proc, _ in procs:
-            proc.terminate()
-        for proc, _ in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        db.dispose()
-        if admin is not None:
-            with admin.connect() as c:
-                c.execute(text(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)'))
-            admin.dispose()
 
 
 async def _enter_all(entries: list[tuple[str, str, str]]) -> list[tuple[int, str, str]]:

@@ -6,40 +6,32 @@ from __future__ import annotations
 
 import csv
 import os
-import socket
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 import pytest
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 
 from app.admin import auth
 from app.bots.pages import attention_target, parse
 from app.config import Settings
 from app.db import Database, upgrade
 from app.models import Participant, Stimulus, Trial
+from tests.databases import new_pg_database
+from tests.servers import REPO, uvicorn_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
-REPO = Path(__file__).resolve().parents[3]
-PG_ADMIN_URL = os.environ.get("LPSTUDY_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 BACKENDS = [b for b in os.environ.get("LPSTUDY_TEST_BACKENDS", "sqlite,postgresql").split(",") if b]
 SECRET = "pilot-secret-" + "k" * 40
 EMAIL, PASSWORD = "pilot@example.org", "a long enough password"
 SLUG = "pilot-study"
 REAL_PID = "5" * 24
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _env(url: str) -> dict[str, str]:
@@ -55,43 +47,21 @@ def lpstudy(url: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def server(request, tmp_path_factory, wait_http_up, make_study) -> Iterator[tuple[Database, str, str]]:  # type: ignore[no-untyped-def]
+def server(request, tmp_path_factory, make_study) -> Iterator[tuple[Database, str, str]]:  # type: ignore[no-untyped-def]
     """(Database, database URL, server base URL): a fresh database with an active study, one uvicorn process."""
-    admin = dbname = None
-    if request.param == "postgresql":
-        dbname = f"lpstudy_pilot_{uuid.uuid4().hex[:10]}"
-        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-        with admin.connect() as c:
-            c.execute(text(f'CREATE DATABASE "{dbname}"'))
-        url = make_url(PG_ADMIN_URL).set(database=dbname).render_as_string(hide_password=False)
-    else:
-        url = f"sqlite:///{tmp_path_factory.mktemp('pilot') / 'pilot.db'}"
-    upgrade(url)
-    db = Database(Settings(env="test", database_url=url, secret_key=SECRET))
-    make_study(db, slug=SLUG, trials=3, pool=6, target=1, extra="[attention_checks]\npositions = [1, 3]\n")
-    with db.session() as s:
-        auth.create_user(s, EMAIL, PASSWORD)
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.asgi:app", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO, env=_env(url), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_http_up(proc, base)
+    with ExitStack() as stack:
+        if request.param == "postgresql":
+            url = stack.enter_context(new_pg_database("lpstudy_pilot_"))
+        else:
+            url = f"sqlite:///{tmp_path_factory.mktemp('pilot') / 'pilot.db'}"
+        upgrade(url)
+        db = Database(Settings(env="test", database_url=url, secret_key=SECRET))
+        stack.callback(db.dispose)
+        make_study(db, slug=SLUG, trials=3, pool=6, target=1, extra="[attention_checks]\npositions = [1, 3]\n")
+        with db.session() as s:
+            auth.create_user(s, EMAIL, PASSWORD)
+        base = stack.enter_context(uvicorn_server(_env(url)))
         yield db, url, base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        db.dispose()
-        if admin is not None:
-            with admin.connect() as c:
-                c.execute(text(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)'))
-            admin.dispose()
 
 
 def walk(client: httpx.Client, r: httpx.Response, stop_after_trials: int | None = None) -> httpx.Response:
