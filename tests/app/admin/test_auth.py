@@ -7,7 +7,6 @@ import re
 import time
 
 import pytest
-from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
@@ -20,37 +19,10 @@ from app.cli import cli
 from app.errors import BadRequest, Conflict
 from app.models import AdminUser, Participant
 from app.studies.service import get_study
+from tests.app.admin.conftest import EMAIL, PASSWORD, REAL_HASHER, csrf_of, login
 
-EMAIL = "Admin@Example.org"
-PASSWORD = "correct horse battery"
-REAL_HASHER = auth._hasher
 # Logic that is the same on both backends runs on SQLite only (the suite shares two cores).
 sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-
-
-@pytest.fixture(autouse=True)
-def cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Still argon2id, with tiny costs so that the suite stays fast; the production parameters are checked below."""
-    monkeypatch.setattr(auth, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-
-
-@pytest.fixture
-def admin_user(db) -> str:  # type: ignore[no-untyped-def]
-    with db.session() as s:
-        auth.create_user(s, EMAIL, PASSWORD)
-    return EMAIL.lower()
-
-
-def csrf_of(html: str) -> str:
-    node = HTMLParser(html).css_first('input[name="csrf_token"]')
-    assert node is not None
-    return node.attributes["value"] or ""
-
-
-def login(client: TestClient, email: str = EMAIL, password: str = PASSWORD):  # type: ignore[no-untyped-def]
-    r = client.get("/admin/login")
-    assert r.status_code == 200
-    return client.post("/admin/login", data={"email": email, "password": password, "csrf_token": csrf_of(r.text)})
 
 
 def set_cookie_header(resp) -> str:  # type: ignore[no-untyped-def]
