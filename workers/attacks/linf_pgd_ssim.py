@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from workers.attacks.base import AttackResult, register
 from workers.attacks.common import BestBySsim, bshape, condition_direction, predict
-from workers.attacks.wang import tangent, unit
+from workers.attacks.wang import bisect_ray, tangent, unit
 from workers.measures.budgets import LINF_EPS, from_uint8, quantize_linf, to_uint8
 from workers.measures.ssim import OPT_VARIANT, ssim, ssim_grad
 
@@ -50,18 +50,7 @@ def rescale_in_ball(x: torch.Tensor, y: torch.Tensor, r: torch.Tensor, eps: floa
     def dist(t: torch.Tensor) -> torch.Tensor:
         return (_project(x, x + t.view(bshape(x)) * d, eps) - x).flatten(1).norm(dim=1)
 
-    lo = torch.zeros_like(norm)
-    hi = r / norm
-    for _ in range(30):
-        short = dist(hi) < r
-        if not bool(short.any()):
-            break
-        hi = torch.where(short, hi * 2.0, hi)
-    for _ in range(iters):
-        mid = 0.5 * (lo + hi)
-        below = dist(mid) < r
-        lo = torch.where(below, mid, lo)
-        hi = torch.where(below, hi, mid)
+    hi = bisect_ray(dist, r, r / norm, grow=30, iters=iters)
     return _project(x, x + hi.view(bshape(x)) * d, eps)
 
 

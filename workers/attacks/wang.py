@@ -14,6 +14,8 @@ All images ``y`` stay on the sphere ``||y - x||_2 = r`` intersected with the box
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from workers.measures.ssim import OPT_VARIANT, Variant, ssim, ssim_grad
@@ -50,10 +52,21 @@ def project_sphere_box(x: torch.Tensor, y: torch.Tensor, r: float, iters: int = 
     def dist(t: torch.Tensor) -> torch.Tensor:
         return ((x + t.view(shape) * d).clamp(0.0, 1.0) - x).flatten(1).norm(dim=1)
 
-    lo = torch.zeros_like(norm)
-    hi = r / norm
-    # Grow hi until it reaches the sphere (or saturates: every coordinate clipped).
-    for _ in range(60):
+    hi = bisect_ray(dist, r, r / norm, grow=60, iters=iters)
+    return (x + hi.view(shape) * d).clamp(0.0, 1.0)
+
+
+def bisect_ray(
+    dist: Callable[[torch.Tensor], torch.Tensor], r: torch.Tensor | float, hi: torch.Tensor, *, grow: int, iters: int
+) -> torch.Tensor:
+    """The ray parameter ``t`` (per sample) at which the non-decreasing ``dist(t)`` reaches ``r``.
+
+    ``hi`` (the first guess) doubles, at most ``grow`` times, until ``dist(hi) >= r`` (or the distance
+    saturates: every coordinate clipped); then ``iters`` bisection steps on ``[0, hi]``. Returns the upper end,
+    so that the point is at least ``r`` away wherever ``r`` can be reached.
+    """
+    lo = torch.zeros_like(hi)
+    for _ in range(grow):
         short = dist(hi) < r
         if not bool(short.any()):
             break
@@ -63,7 +76,7 @@ def project_sphere_box(x: torch.Tensor, y: torch.Tensor, r: float, iters: int = 
         below = dist(mid) < r
         lo = torch.where(below, mid, lo)
         hi = torch.where(below, hi, mid)
-    return (x + hi.view(shape) * d).clamp(0.0, 1.0)
+    return hi
 
 
 def tangent(g: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
