@@ -79,12 +79,13 @@ def viewing_cells(p: Participant) -> list[str]:
     ]
 
 
-def iso_utc(value: dt.datetime | None) -> str:
+def iso_utc(value: dt.datetime | None, timespec: str = "milliseconds") -> str:
+    """ISO 8601 in UTC with a Z ('' for None); a naive time is taken as UTC (how the database stores them)."""
     if value is None:
         return ""
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return value.astimezone(dt.UTC).isoformat(timespec=timespec).replace("+00:00", "Z")
 
 
 def _c(v: object) -> str:

@@ -20,6 +20,7 @@ import csv
 import datetime as dt
 import json
 import re
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from app.analysis.load import ParticipantRecord, StimulusRecord, StudyData, Tria
 from app.analysis.sample import select_sample
 from app.analysis.scoring import is_correct
 from app.errors import ConfigError
+from app.exports import iso_utc
 
 # (column, type, unit, description) per table. Types are the data dictionary's: integer, number, string,
 # boolean (0/1), datetime (ISO 8601, UTC).
@@ -98,11 +100,7 @@ def table_paths(out: Path, slug: str) -> dict[str, Path]:
 
 
 def _ts(value: dt.datetime | None) -> str:
-    if value is None:
-        return ""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return iso_utc(value, "microseconds")
 
 
 def _c(v: Any) -> str:
@@ -154,50 +152,62 @@ def write_package(data: StudyData, out: Path, *, include_test: bool = False) -> 
     paths["trials"].parent.mkdir(parents=True, exist_ok=True)
     exclusion = _exclusion_of(data, include_test)
     keep = {p.key for p in data.participants if include_test or not p.is_test}
-    cond_of = {p.key: p.condition for p in data.participants}
-    counts = {}
-    with paths["trials"].open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow([c[0] for c in TRIALS])
-        n = 0
-        for t in data.trials:
-            if t.participant not in keep:
-                continue
-            ok = is_correct(t.response, t.truth)
-            w.writerow([t.participant, cond_of[t.participant], t.position + 1, t.kind, _c(t.stimulus_id), _c(t.truth),
-                        _c(t.response), "" if ok is None else int(ok), _c(t.confidence), _c(t.rt_ms),
-                        _ts(t.shown_at), _ts(t.answered_at)])  # fmt: skip
-            n += 1
-        counts["trials"] = n
-    with paths["participants"].open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow([c[0] for c in PARTICIPANTS])
-        rows = [p for p in data.participants if p.key in keep]
-        for p in rows:
-            why = exclusion[p.key]
-            w.writerow([p.key, p.condition, p.status, int(p.is_test), _c(p.test_kind), int(not why), why,
-                        p.attention_failures, _ts(p.started_at), _ts(p.finished_at), _c(p.age), _c(p.gender),
-                        _c(p.student), _c(p.employment)])  # fmt: skip
-        counts["participants"] = len(rows)
     metric_cols = _metric_columns(data.stimuli)
-    with paths["stimuli"].open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow([c[0] for c in STIMULI_BASE] + metric_cols)
-        for s in data.stimuli:
-            w.writerow(
-                [s.id, s.condition, s.image_index, s.label, int(s.excluded), _c(s.excluded_reason)]
-                + [_c(s.metrics.get(k)) for k in metric_cols]
-            )
-        counts["stimuli"] = len(data.stimuli)
+    counts = {
+        "trials": _write_csv(paths["trials"], [c[0] for c in TRIALS], _trial_rows(data, keep)),
+        "participants": _write_csv(
+            paths["participants"], [c[0] for c in PARTICIPANTS], _participant_rows(data, keep, exclusion)
+        ),
+        "stimuli": _write_csv(
+            paths["stimuli"], [c[0] for c in STIMULI_BASE] + metric_cols, _stimulus_rows(data, metric_cols)
+        ),
+    }
     dictionary = _dictionary(metric_cols)
-    with (out / "data_dictionary.csv").open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["table", "column", "type", "unit", "description"])
-        w.writerows(dictionary)
+    _write_csv(out / "data_dictionary.csv", ["table", "column", "type", "unit", "description"], dictionary)
     (out / "study.toml").write_text(data.config_source, encoding="utf-8")
     (out / "dataset_description.json").write_text(json.dumps(_description(data, dictionary), indent=2) + "\n")
     (out / "README.md").write_text(_readme(data, paths, out, counts), encoding="utf-8")
     return counts
+
+
+def _write_csv(path: Path, header: list[str], rows: Iterable[Sequence[Any]]) -> int:
+    """One table: UTF-8, comma, a header row. Returns the number of rows below the header."""
+    n = 0
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        for row in rows:
+            w.writerow(row)
+            n += 1
+    return n
+
+
+def _trial_rows(data: StudyData, keep: set[str]) -> Iterator[list[Any]]:
+    cond_of = {p.key: p.condition for p in data.participants}
+    for t in data.trials:
+        if t.participant not in keep:
+            continue
+        ok = is_correct(t.response, t.truth)
+        yield [t.participant, cond_of[t.participant], t.position + 1, t.kind, _c(t.stimulus_id), _c(t.truth),
+               _c(t.response), "" if ok is None else int(ok), _c(t.confidence), _c(t.rt_ms),
+               _ts(t.shown_at), _ts(t.answered_at)]  # fmt: skip
+
+
+def _participant_rows(data: StudyData, keep: set[str], exclusion: dict[str, str]) -> Iterator[list[Any]]:
+    for p in data.participants:
+        if p.key not in keep:
+            continue
+        why = exclusion[p.key]
+        yield [p.key, p.condition, p.status, int(p.is_test), _c(p.test_kind), int(not why), why,
+               p.attention_failures, _ts(p.started_at), _ts(p.finished_at), _c(p.age), _c(p.gender),
+               _c(p.student), _c(p.employment)]  # fmt: skip
+
+
+def _stimulus_rows(data: StudyData, metric_cols: list[str]) -> Iterator[list[Any]]:
+    for s in data.stimuli:
+        yield [s.id, s.condition, s.image_index, s.label, int(s.excluded), _c(s.excluded_reason)] + [
+            _c(s.metrics.get(k)) for k in metric_cols
+        ]
 
 
 def _dictionary(metric_cols: list[str]) -> list[tuple[str, str, str, str, str]]:
