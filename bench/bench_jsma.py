@@ -96,7 +96,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     from workers.attacks import get_attack
-    from workers.attacks.jsma import jsma, jsma_reference, random_targets
+    from workers.attacks.jsma import jsma, random_targets
+    from workers.attacks.jsma_reference import jsma_reference
     from workers.generation.make import resolve_device
     from workers.models import load_model
 

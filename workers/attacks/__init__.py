@@ -4,7 +4,8 @@ Each attack is declared (norms, conditions, parameters) in ``app/attack_specs.py
 process can check a study config's choice; the implementation registers against that name.
 
 Layout: ``base.py`` (result type, call protocol, ``register``), ``registry.py`` (look-ups), one attack per
-file, and helpers (``common.py``, ``wang.py``: Wang et al.'s equal-MSE SSIM search).
+file, and helpers (``common.py``, ``wang.py``: Wang et al.'s equal-MSE SSIM search); ``jsma_reference.py`` is
+cleverhans's JSMA as written, for the tests.
 
 | norm | CAI | CAP |
 |---|---|---|
