@@ -18,7 +18,7 @@ class PageError(Exception):
 
 @dataclass
 class Page:
-    kind: str  # consent, instructions, trial, demographics, finish, message
+    kind: str  # screen-check, consent, instructions, trial, demographics, finish, message
     url: str
     action: str | None = None  # the main form's action
     hidden: dict[str, str] = field(default_factory=dict)
@@ -50,6 +50,8 @@ def parse(html: str, url: str) -> Page:
     kind = main.attributes.get("data-page") if main is not None else None
     page = Page(kind=kind or "message", url=url, title=_text(tree.css_first("title")), text=_text(main))
     form = tree.css_first("form[method=post]")
+    if form is None and page.kind == "screen-check":  # the window-width check before assignment is a GET form
+        form = tree.css_first("form[method=get]")
     if form is not None:
         page.action = form.attributes.get("action")
         for inp in form.css("input[type=hidden]"):

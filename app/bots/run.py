@@ -12,7 +12,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from app.bots.responders import Responder
-from app.bots.walk import BotResult, walk
+from app.bots.walk import VIEWPORT_WIDTH, BotResult, walk
 from app.models import Condition, Participant, Stimulus, Study, Trial
 
 
@@ -33,12 +33,14 @@ def check_server(base_url: str) -> None:
         raise BotRunError(f"{base_url}/healthz answered HTTP {r.status_code}: is this an lpstudy server?")
 
 
-def _explain(error: str) -> str:
+def _explain(error: str, viewport_width: int) -> str:
     if "Test link not valid" in error:
         return (
             "the server refused the bots' test token: it runs with another LPSTUDY_SECRET_KEY than this command "
             f"({error})"
         )
+    if "needs a larger screen" in error:
+        return f"{error} (the bots declared a window {viewport_width} px wide: pass a larger --viewport-width)"
     return error
 
 
@@ -52,21 +54,23 @@ async def _run(
     concurrency: int,
     on_done: Callable[[BotResult], None],
     transport: httpx.AsyncBaseTransport | None = None,
+    viewport_width: int = VIEWPORT_WIDTH,
 ) -> list[BotResult]:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(
         base_url=base_url, follow_redirects=True, timeout=60, limits=limits, transport=transport
     ) as client:
         rngs = [random.Random(f"{seed}:{i}") for i in range(n)]
-        first = await walk(client, slug, test_token, responder, rngs[0])  # alone: a setup problem shows once
+        # the first alone: a setup problem shows once
+        first = await walk(client, slug, test_token, responder, rngs[0], viewport_width)
         if first.error is not None:
-            raise BotRunError(_explain(first.error))
+            raise BotRunError(_explain(first.error, viewport_width))
         on_done(first)
         sem = asyncio.Semaphore(concurrency)
 
         async def one(rng: random.Random) -> BotResult:
             async with sem:
-                res = await walk(client, slug, test_token, responder, rng)
+                res = await walk(client, slug, test_token, responder, rng, viewport_width)
             on_done(res)
             return res
 
@@ -85,9 +89,13 @@ def run_bots(
     concurrency: int = 4,
     on_done: Callable[[BotResult], None] = lambda r: None,
     transport: httpx.AsyncBaseTransport | None = None,
+    viewport_width: int = VIEWPORT_WIDTH,
 ) -> list[BotResult]:
-    """Walk n bots (the first alone, then `concurrency` at a time); `transport` lets tests use an in-process app."""
-    return asyncio.run(_run(base_url, slug, n, responder, test_token, seed, concurrency, on_done, transport))
+    """Walk n bots (the first alone, then `concurrency` at a time); `transport` lets tests use an in-process app.
+    `viewport_width` is the window width (CSS px) the bots declare where the study checks the screen."""
+    return asyncio.run(
+        _run(base_url, slug, n, responder, test_token, seed, concurrency, on_done, transport, viewport_width)
+    )
 
 
 def truth_by_public_id(session: Session, study: Study) -> dict[str, int]:

@@ -17,6 +17,8 @@ from app.bots.responders import Responder
 from app.participants.pilots import TEST_PARAM
 
 MAX_PAGES = 500  # a walk that does not finish within this many pages is stuck
+VIEWPORT_WIDTH = 1280  # CSS px a bot declares on a study's screen check (min_viewport_width), unless told otherwise
+SCREEN_PARAM = "lp_vw"  # the screen check's field: the window width its script would measure
 
 
 @dataclass
@@ -53,9 +55,18 @@ def _form(page: Page, rng: random.Random) -> dict[str, str]:
 
 
 async def walk(
-    client: httpx.AsyncClient, slug: str, test_token: str, responder: Responder, rng: random.Random
+    client: httpx.AsyncClient,
+    slug: str,
+    test_token: str,
+    responder: Responder,
+    rng: random.Random,
+    viewport_width: int = VIEWPORT_WIDTH,
 ) -> BotResult:
-    """Walk one bot through the study; never raises for what the server answers (the result says)."""
+    """Walk one bot through the study; never raises for what the server answers (the result says).
+
+    A study with `min_viewport_width` first shows a screen check (a GET form whose script writes the window's
+    width): the bot sends that form with `viewport_width` as the measured width, as a browser of that width would.
+    """
     result = BotResult(pid=new_prolific_id())
 
     async def fetch(url: str) -> bytes:
@@ -83,6 +94,9 @@ async def walk(
                 raise PageError(f"the server kept showing the same {page.kind} page at {r.url.path}")
             last = here
             data = _form(page, rng)
+            if page.kind == "screen-check":
+                r = await client.get(page.action, params={**data, SCREEN_PARAM: str(viewport_width)})
+                continue
             if page.kind == "trial":
                 data["label"], data["confidence"] = await responder.answer(page, rng, fetch)
                 data["rt_ms"] = str(rng.randint(600, 4000))

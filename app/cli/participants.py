@@ -7,6 +7,7 @@ import sys
 import typer
 
 from app.bots.responders import RESPONDERS
+from app.bots.walk import VIEWPORT_WIDTH
 from app.cli import common
 
 participants_app = typer.Typer(no_args_is_help=True, help="Participants: remove test participants.")
@@ -23,11 +24,19 @@ def bots(
         None, "--model", help="For --responder model: a model lpstudy can load (default: the study's generation model)."
     ),
     device: str = typer.Option("cpu", "--device", help="For --responder model: cpu or cuda."),
+    width: int = typer.Option(
+        VIEWPORT_WIDTH,
+        "--viewport-width",
+        min=100,
+        max=10_000,
+        help="Window width (CSS px) the bots report to a study's screen check (min_viewport_width).",
+    ),
     database_url: str | None = typer.Option(None),
 ) -> None:
     """Walk N simulated participants through the real pages of a running server, marked as test participants.
 
-    Each bot enters by the study link (with a signed test token), consents, reads the instructions, answers
+    Each bot enters by the study link (with a signed test token), passes the study's screen check (if it sets
+    min_viewport_width) with a window --viewport-width px wide, consents, reads the instructions, answers
     every trial (the true label, at random, or a classifier's prediction on the image it was shown), gives
     demographics and finishes. Bots never count toward the targets and never appear in default exports.
     """
@@ -82,7 +91,9 @@ def bots(
         check_server(base_url)
         # signed with the server's key: the configured one, or the one a server on this database generated
         token = mint_test_token(s.with_secret_key().secret_key, slug, "bot")
-        results = run_bots(base_url, slug, n, chosen, token, seed=seed, concurrency=concurrency, on_done=done)
+        results = run_bots(
+            base_url, slug, n, chosen, token, seed=seed, concurrency=concurrency, on_done=done, viewport_width=width
+        )
     except BotRunError as exc:
         common.fail(str(exc))
     finally:

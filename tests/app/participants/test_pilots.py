@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from app.admin import auth
 from app.bots.pages import parse
 from app.bots.responders import RandomResponder, TruthResponder
-from app.bots.run import run_bots, summarise, truth_by_public_id
+from app.bots.run import BotRunError, run_bots, summarise, truth_by_public_id
 from app.exports import export_results
 from app.models import Participant, Stimulus, Study, Trial
 from app.participants import pilots
@@ -194,12 +194,15 @@ def test_random_bots_are_reproducible_with_a_seed(app, db, make_study) -> None: 
         rows: list[tuple[int | None, int | None]] = []
         with db.session() as s:
             for r in results:
-                rows += s.execute(
-                    select(Trial.response_label, Trial.confidence)
-                    .join(Participant)
-                    .where(Participant.prolific_pid == r.pid)
-                    .order_by(Trial.position)
-                ).tuples()
+                rows += [
+                    (label, confidence)
+                    for label, confidence in s.execute(
+                        select(Trial.response_label, Trial.confidence)
+                        .join(Participant)
+                        .where(Participant.prolific_pid == r.pid)
+                        .order_by(Trial.position)
+                    )
+                ]
         return rows
 
     first, again, other = answers(7), answers(7), answers(8)
@@ -246,3 +249,20 @@ def test_real_stimulus_balance_ignores_test_participants(client, app, db, make_s
         ):
             seen[stim] = seen.get(stim, 0) + 1
     assert sorted(seen.values()) == [3, 3, 3, 3]  # 6 real x 2 trials spread evenly over 4, as if no bots came
+
+
+def test_bots_pass_a_screen_check_with_the_window_width_they_declare(app, db, make_study) -> None:  # type: ignore[no-untyped-def]
+    # A study with min_viewport_width serves a screen check (a GET form) before assignment: bots send it with
+    # their declared width, and a width below the minimum is refused as it would be for a person.
+    slug = make_study(db, slug="wide-only", trials=2, pool=3, extra="min_viewport_width = 800\n")
+    with db.session() as s:
+        truth = truth_by_public_id(s, get_study(s, slug))
+    results = _bots(app, slug, 3, TruthResponder(truth))
+    assert all(r.finished and r.error is None for r in results), [r.error for r in results]
+    assert all(r.answers == 2 for r in results)
+    assert sorted(p.test_kind for p in participants(db, slug)) == ["bot"] * 3
+    token = pilots.mint_test_token(app.state.settings.secret_key, slug, "bot")
+    transport = httpx.ASGITransport(app=app)
+    with pytest.raises(BotRunError, match=r"needs a larger screen.*799 px wide: pass a larger --viewport-width"):
+        run_bots("http://lpstudy.test", slug, 2, TruthResponder(truth), token, transport=transport, viewport_width=799)
+    assert len(participants(db, slug)) == 3  # the refused bot stored nothing
