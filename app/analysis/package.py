@@ -7,11 +7,14 @@ pairs and the `_data.csv` suffix; every column named in variableMeasured):
     data_dictionary.csv           every column of every table: table, column, type, unit, description
     study.toml                    the study config, verbatim
     README.md                     what is where
+    analysis/read_lpstudy.R       read_lpstudy(): the three tables in R with the dictionary's types, empty = NA
     data/study-<slug>_table-trials_data.csv         one row per trial (attention checks included, kind says which)
     data/study-<slug>_table-participants_data.csv   one row per participant, with included and exclusion
     data/study-<slug>_table-stimuli_data.csv        one row per stimulus, one column per stored metric
 
 UTF-8, comma, header row, empty cell = missing, ISO 8601 UTC times: pandas and R read the files unchanged.
+R's plain read.csv() guesses types (an empty text cell is "", an all-empty column is logical, times are text);
+analysis/read_lpstudy.R reads them as the data dictionary says (checked by tests/app/analysis/test_package.py).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from app.analysis.sample import select_sample
 from app.analysis.scoring import is_correct
 from app.errors import ConfigError
 from app.exports import iso_utc
+
+R_READER = Path(__file__).with_name("read_lpstudy.R")
 
 # (column, type, unit, description) per table. Types are the data dictionary's: integer, number, string,
 # boolean (0/1), datetime (ISO 8601, UTC).
@@ -165,6 +170,8 @@ def write_package(data: StudyData, out: Path, *, include_test: bool = False) -> 
     dictionary = _dictionary(metric_cols)
     _write_csv(out / "data_dictionary.csv", ["table", "column", "type", "unit", "description"], dictionary)
     (out / "study.toml").write_text(data.config_source, encoding="utf-8")
+    (out / "analysis").mkdir(exist_ok=True)
+    (out / "analysis" / R_READER.name).write_text(R_READER.read_text(encoding="utf-8"), encoding="utf-8")
     (out / "dataset_description.json").write_text(json.dumps(_description(data, dictionary), indent=2) + "\n")
     (out / "README.md").write_text(_readme(data, paths, out, counts), encoding="utf-8")
     return counts
@@ -250,9 +257,16 @@ def _readme(data: StudyData, paths: dict[str, Path], out: Path, counts: dict[str
         "- `data_dictionary.csv`: every column, its type, unit and meaning",
         "- `dataset_description.json`: the same as schema.org metadata (variableMeasured)",
         "- `study.toml`: the study config, verbatim (the analysis rules are its [analysis] table)",
+        f"- `analysis/{R_READER.name}`: reads the tables in R with the dictionary's types",
         "",
         "Empty cells are missing values; times are ISO 8601 in UTC.",
-        "In R: `read.csv(file)`; in pandas: `pd.read_csv(file)`.",
+        "",
+        "In pandas: `pd.read_csv(file)` (empty cells are NaN; integer columns with an empty cell become floats).",
+        "",
+        f"In R: `source(\"analysis/{R_READER.name}\"); pkg <- read_lpstudy(\".\")` gives `pkg$trials`,",
+        "`pkg$participants` and `pkg$stimuli` typed as `data_dictionary.csv` says (booleans logical, times POSIXct",
+        "in UTC, every empty cell NA). Plain `read.csv(file, na.strings = \"\")` reads the same values but guesses",
+        "the types: a column with no value at all comes back logical, times stay text, booleans stay 0/1.",
         "",
     ]
     return "\n".join(lines)
