@@ -129,6 +129,11 @@ def _notes(exclusions: dict[str, Any], n_answers: int) -> list[str]:
     notes = []
     if exclusions["total"]["included"] == 0:
         notes.append("No participant counts yet (finished, not a test participant, not excluded): nothing to analyse.")
+        if n_test := exclusions["total"]["test"]:
+            notes.append(
+                f"{n_test} test participant(s) (admin previews, lpstudy bots) are left out by default; to analyse "
+                "a pilot, include them (--include-test)."
+            )
     elif n_answers == 0:
         notes.append("No answers to analyse.")
     return notes

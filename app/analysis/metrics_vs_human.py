@@ -18,10 +18,12 @@ from app.analysis.sample import Answers
 from app.analysis.stats import num, percentile_interval, rng_for
 
 ADVERSARIAL = ("CAI", "CAP")
-# Stored numbers that are not measurements of the image: labels, bookkeeping and flags.
+# Stored numbers that are not measurements of the image: labels, bookkeeping and flags. source_position (the
+# source image's place in its study's list) and evaluations (how many model calls the L0 search spent) are what
+# the generator stores about its own work, like iterations and seconds.
 NOT_METRICS = {
     "model_pred", "second_pred", "target", "label", "image_index", "iterations", "seconds", "seed", "success",
-    "budget_ok", "budget", "batch",
+    "budget_ok", "budget", "batch", "source_position", "evaluations",
 }  # fmt: skip
 
 

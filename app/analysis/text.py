@@ -19,6 +19,11 @@ def pval(p: float | None) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def peq(p: float | None) -> str:
+    """'p = 0.123', 'p < 0.001' or 'p = -' for a sentence (pval gives the bare value for a table cell)."""
+    return "p < 0.001" if p is not None and p < 0.001 else f"p = {pval(p)}"
+
+
 def ci(pair: list[float | None] | None, as_pct: bool = False) -> str:
     if not pair or pair[0] is None or pair[1] is None:
         return "-"
@@ -64,17 +69,17 @@ def summary_text(r: dict[str, Any]) -> str:
         star = " (paper)" if cmp["paper"] else ""
         line = f"  {cmp['a']} vs {cmp['b']}{star}: "
         if w:
-            line += f"Welch t({fmt(w['df'], 1)}) = {fmt(w['t'])}, p = {pval(w['p'])}, Holm p = {pval(w.get('p_holm'))}"
+            line += f"Welch t({fmt(w['df'], 1)}) = {fmt(w['t'])}, {peq(w['p'])}, Holm {peq(w.get('p_holm'))}"
         else:
             line += "Welch t: -"
-        line += f"; Mann-Whitney p = {pval(mw['p']) if mw else '-'}"
+        line += f"; Mann-Whitney {peq(mw['p'] if mw else None)}"
         if g:
             line += f"; g = {fmt(g['estimate'])} {ci(g['ci'])}"
         out.append(line)
         c2 = cmp["confidence"]["welch"]
         out.append(
-            f"      confidence: Welch p = {pval(c2['p']) if c2 else '-'}; items (Wilcoxon over "
-            f"{cmp['items']['n_images']} paired images): p = {pval(wil['p']) if wil else '-'}"
+            f"      confidence: Welch {peq(c2['p'] if c2 else None)}; items (Wilcoxon over "
+            f"{cmp['items']['n_images']} paired images): {peq(wil['p'] if wil else None)}"
         )
         for n in acc["notes"] + cmp["items"]["notes"]:
             out.append(f"      note: {n}")

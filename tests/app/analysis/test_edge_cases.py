@@ -35,6 +35,16 @@ def test_no_participants_at_all(hand) -> None:  # type: ignore[no-untyped-def]
     assert r["comparisons"][0]["accuracy"]["welch"] is None
     assert not r["mixed_model"]["fitted"] and r["mixed_model"]["notes"]
     _render_everything(data, r)
+    assert not any("--include-test" in n for n in r["notes"])  # no test participant either: no hint
+
+
+def test_only_test_participants_say_how_to_analyse_a_pilot(hand) -> None:  # type: ignore[no-untyped-def]
+    data = hand()
+    pilot = dataclasses.replace(data, participants=[dataclasses.replace(p, is_test=True) for p in data.participants])
+    r = analyze(pilot, mixed=False)
+    assert r["sample"]["total"]["included"] == 0 and r["sample"]["total"]["test"] == 9
+    assert any(n.startswith("9 test participant(s)") and "--include-test" in n for n in r["notes"])
+    assert analyze(pilot, include_test=True, mixed=False)["sample"]["total"]["included"] == 7  # with t1
 
 
 def test_one_participant_in_a_condition(hand) -> None:  # type: ignore[no-untyped-def]
