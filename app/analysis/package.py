@@ -85,11 +85,23 @@ METRICS = {
     "l2": ("number", "", "L2 distance from the source image, pixels scaled to [0, 1]"),
     "linf": ("number", "", "L-infinity distance from the source image, pixels scaled to [0, 1]"),
     "ssim": ("number", "", "Structural similarity (SSIM) to the source image"),
-    "psnr": ("number", "dB", "Peak signal-to-noise ratio against the source image"),
+    "psnr": ("number", "dB", "Peak signal-to-noise ratio against the source image; empty where the stimulus equals "
+             "its source (infinite)"),
     "uqi": ("number", "", "Universal quality index against the source image"),
     "model_pred": ("integer", "", "The attacked model's label for the stimulus (0-9)"),
     "model_conf": ("number", "probability", "The attacked model's probability for model_pred"),
     "second_pred": ("integer", "", "An independent model's label for the stimulus (0-9)"),
+    "target": ("integer", "", "The label the attack aimed for (0-9); empty for an untargeted stimulus"),
+    "success": ("boolean", "", "1 if the attack reached its goal"),
+    "budget_ok": ("boolean", "", "1 if the perturbation is within the condition's norm budget"),
+    "judges_agree": ("boolean", "", "1 if every judge model gives the stimulus the same label as the attacked one"),
+    "k": ("integer", "pixels", "Pixels pasted from the donor digit (L0 paste attack)"),
+    "k_drawn": ("integer", "pixels", "Pixels first drawn for the paste, before it was accepted"),
+    "min_judge_conf": ("number", "probability", "The judge models' lowest probability for the new label"),
+    "iterations": ("integer", "", "Attack iterations spent on the stimulus"),
+    "evaluations": ("integer", "", "Model evaluations the L0 search spent on the stimulus"),
+    "seconds": ("number", "seconds", "Time the generator spent on the stimulus"),
+    "source_position": ("integer", "", "The source image's place in the study's list of source images"),
 }
 NOT_COLUMNS = {"params", "note", "attack", "model_id", "second_model_id", "ssim_variant", "norm", "budget"}
 
@@ -116,9 +128,29 @@ def _c(v: Any) -> str:
     return str(v)
 
 
-def _metric_columns(stimuli: list[StimulusRecord]) -> list[str]:
-    keys = {k for s in stimuli for k, v in s.metrics.items() if k not in NOT_COLUMNS and not isinstance(v, dict | list)}
-    return sorted(keys, key=lambda k: (k not in METRICS, list(METRICS).index(k) if k in METRICS else 0, k))
+def _metric_columns(stimuli: list[StimulusRecord]) -> dict[str, str]:
+    """Metric column -> its dictionary type, from the values stored (a key with no value at all is no column).
+
+    The type is what every value fits, so that a reader given the dictionary's types (analysis/read_lpstudy.R) reads
+    each cell: boolean if all are booleans, integer if all are whole numbers, number if all are numbers, else string.
+    """
+    values: dict[str, list[Any]] = {}
+    for s in stimuli:
+        for k, v in s.metrics.items():
+            if k not in NOT_COLUMNS and v is not None and not isinstance(v, dict | list):
+                values.setdefault(k, []).append(v)
+    order = sorted(values, key=lambda k: (k not in METRICS, list(METRICS).index(k) if k in METRICS else 0, k))
+    return {k: _type_of(values[k]) for k in order}
+
+
+def _type_of(values: list[Any]) -> str:
+    if all(isinstance(v, bool) for v in values):
+        return "boolean"
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return "integer"
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        return "number"
+    return "string"
 
 
 def _exclusion_of(data: StudyData, include_test: bool) -> dict[str, str]:
@@ -164,7 +196,7 @@ def write_package(data: StudyData, out: Path, *, include_test: bool = False) -> 
             paths["participants"], [c[0] for c in PARTICIPANTS], _participant_rows(data, keep, exclusion)
         ),
         "stimuli": _write_csv(
-            paths["stimuli"], [c[0] for c in STIMULI_BASE] + metric_cols, _stimulus_rows(data, metric_cols)
+            paths["stimuli"], [c[0] for c in STIMULI_BASE] + list(metric_cols), _stimulus_rows(data, metric_cols)
         ),
     }
     dictionary = _dictionary(metric_cols)
@@ -210,19 +242,19 @@ def _participant_rows(data: StudyData, keep: set[str], exclusion: dict[str, str]
                _c(p.student), _c(p.employment)]  # fmt: skip
 
 
-def _stimulus_rows(data: StudyData, metric_cols: list[str]) -> Iterator[list[Any]]:
+def _stimulus_rows(data: StudyData, metric_cols: dict[str, str]) -> Iterator[list[Any]]:
     for s in data.stimuli:
         yield [s.id, s.condition, s.image_index, s.label, int(s.excluded), _c(s.excluded_reason)] + [
             _c(s.metrics.get(k)) for k in metric_cols
         ]
 
 
-def _dictionary(metric_cols: list[str]) -> list[tuple[str, str, str, str, str]]:
+def _dictionary(metric_cols: dict[str, str]) -> list[tuple[str, str, str, str, str]]:
     rows = [("trials", *c) for c in TRIALS] + [("participants", *c) for c in PARTICIPANTS]
     rows += [("stimuli", *c) for c in STIMULI_BASE]
-    for k in metric_cols:
-        typ, unit, desc = METRICS.get(k, ("number", "", f"Stimulus metric '{k}' as stored with the stimulus"))
-        rows.append(("stimuli", k, typ, unit, desc))
+    for k, typ in metric_cols.items():
+        _known, unit, desc = METRICS.get(k, (typ, "", f"Stimulus metric '{k}' as stored with the stimulus"))
+        rows.append(("stimuli", k, typ, unit, desc))  # the type the values have (a manifest may store l0 as 3.0)
     return rows
 
 
@@ -283,6 +315,19 @@ def _time(v: str) -> dt.datetime | None:
     return dt.datetime.fromisoformat(v.replace("Z", "+00:00")) if v else None
 
 
+def _typed(v: str, typ: str | None) -> Any:
+    """A stimulus metric cell as the data dictionary types it (a package without a dictionary entry: guessed)."""
+    if typ == "boolean":
+        return v == "1"
+    if typ == "integer":
+        return int(v)
+    if typ == "number":
+        return float(v)
+    if typ == "string":
+        return v
+    return _number(v)
+
+
 def _number(v: str) -> Any:
     if v == "":
         return None
@@ -314,9 +359,13 @@ def load_package(folder: Path) -> StudyData:
             return list(csv.DictReader(fh))
 
     base = {c[0] for c in STIMULI_BASE}
+    types: dict[str, str] = {}
+    if (folder / "data_dictionary.csv").is_file():
+        with (folder / "data_dictionary.csv").open(newline="", encoding="utf-8") as fh:
+            types = {r["column"]: r["type"] for r in csv.DictReader(fh) if r.get("table") == "stimuli"}
     stimuli = [
         StimulusRecord(int(r["stimulus_id"]), r["condition"], int(r["image_index"]), int(r["true_label"]),
-                       {k: _number(v) for k, v in r.items() if k not in base and v != ""},
+                       {k: _typed(v, types.get(k)) for k, v in r.items() if k not in base and v != ""},
                        excluded=r["excluded"] == "1", excluded_reason=r["excluded_reason"] or None)
         for r in rows("stimuli")
     ]  # fmt: skip

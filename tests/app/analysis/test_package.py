@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from app.analysis.package import R_READER, table_paths, write_package
+from app.analysis import analyze
+from app.analysis.package import R_READER, load_package, table_paths, write_package
 
 R_CLASS = {"integer": "integer", "number": "numeric", "string": "character", "boolean": "logical",
            "datetime": "POSIXct"}  # fmt: skip
@@ -112,3 +113,29 @@ def test_plain_read_csv_guesses_types_as_the_readme_says(hand, tmp_path: Path) -
     assert got[(trials, "correct")][0] == "integer"  # booleans stay 0/1
     assert got[(trials, "confidence")][:2] == ("integer", 1)  # an empty number cell is NA ...
     assert got[(participants, "student")] == ("character", 0, 4)  # ... an empty text cell is ""
+
+
+def test_metric_types_follow_the_values_and_read_back_unchanged(hand, toml_for, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # What the worker stores beside the measures: booleans (judges_agree), a key that is null everywhere
+    # (ssim_opt), an integer-valued measure stored as a float by a manifest (l0 = 3.0), text.
+    data = dataclasses.replace(hand(), config_source=toml_for("hand", 3, ("CB", "CAI")))
+    extra = {"judges_agree": True, "ssim_opt": None, "l0": 3.0, "attack_name": "paste", "k": 7}
+    data.stimuli[:] = [dataclasses.replace(s, metrics={**s.metrics, **extra, "success": s.id % 2 == 0})
+                       for s in data.stimuli]  # fmt: skip
+    out = tmp_path / "pkg"
+    write_package(data, out)
+    types = {r["column"]: r["type"] for r in csv.DictReader((out / "data_dictionary.csv").open())
+             if r["table"] == "stimuli"}  # fmt: skip
+    assert "ssim_opt" not in types  # no value at all: no column
+    assert (types["judges_agree"], types["success"], types["l0"], types["k"]) == ("boolean", "boolean", "number",
+                                                                                   "integer")  # fmt: skip
+    assert types["attack_name"] == "string" and types["model_pred"] == "integer" and types["l2"] == "number"
+    back = load_package(out)
+    want = [{k: v for k, v in s.metrics.items() if v is not None} for s in data.stimuli]
+    assert [s.metrics for s in back.stimuli] == want
+    assert [type(s.metrics["judges_agree"]) for s in back.stimuli] == [bool] * len(want)
+    # so the package's analysis is the database's: a boolean is no metric against humans in either
+    same_rules = dataclasses.replace(data, options=back.options, fail_threshold=back.fail_threshold)
+    a, b = analyze(same_rules, mixed=False), analyze(back, mixed=False)
+    assert a["metrics_vs_human"] == b["metrics_vs_human"] and a["conditions"] == b["conditions"]
+    assert "judges_agree" not in {m["metric"] for m in a["metrics_vs_human"]["metrics"]}
