@@ -90,6 +90,14 @@ def test_report_is_one_self_contained_file(walked, settings, tmp_path) -> None: 
     assert 'slug = "analysis-study"' in tree.css_first("#config + pre").text()  # the config verbatim
     headings = [h.text() for h in tree.css("h2")]
     assert headings[:3] == ["Design", "Participants and exclusions", "Results per condition"]
+    # a table wider than the page scrolls in its own box instead of running off the page
+    assert tree.css("table") and all(t.parent.attributes.get("class") == "wide" for t in tree.css("table"))
+    codes = [c.text() for c in tree.css("p code")]
+    assert f"lpstudy analyze {walked} --json" in codes  # the command that gives the same result
+    res = run(settings, "report", walked, "--include-test", "--out", str(path))
+    assert res.exit_code == 0, res.output
+    codes = [c.text() for c in HTMLParser(path.read_text()).css("p code")]
+    assert f"lpstudy analyze {walked} --include-test --json" in codes
 
 
 def test_bad_arguments_are_clear_errors(walked, settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
