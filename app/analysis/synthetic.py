@@ -40,20 +40,22 @@ PAPER: dict[str, StudySpec] = {
          "CAP": ConditionSpec(69, 0.03, 4.19)},
         "issue #9 quoting the paper's Sec. 4.3 / Fig. 3 (CAI confidence interpolated)",
     ),
-    # L2 and L-inf: the paper's Fig. 3 values could not be retrieved here (only the abstract is in the reference
-    # corpus). These are placeholders with the pattern the paper reports: CB and CAI alike for L2, CAI below CB
-    # for L-inf, CAP far below CB for both. Replace them with Fig. 3's values when at hand.
+    # L2 and L-inf: PLACEHOLDERS, NOT THE PAPER'S NUMBERS. Every count, accuracy and confidence below is
+    # invented to have the pattern the paper reports (CB and CAI alike for L2, CAI below CB for L-inf, CAP far
+    # below CB for both): the paper's Fig. 3 and Sec. 4.4-4.5 could not be read offline (the stored corpora give
+    # only its abstract and opening; docs/analysis.md, Validation, lists what was searched). Replace them with
+    # Fig. 3's values, citing section/figure for each, when the text is at hand.
     "l2": StudySpec(
         "l2", "cifar10",
         {"CB": ConditionSpec(60, 0.86, 4.30), "CAI": ConditionSpec(60, 0.85, 4.25),
          "CAP": ConditionSpec(60, 0.20, 3.60)},
-        "placeholders with the paper's pattern (Fig. 3 values not available offline)",
+        "PLACEHOLDER numbers with the paper's pattern, not the paper's (its Fig. 3 was not available offline)",
     ),
     "linf": StudySpec(
         "linf", "cifar10",
         {"CB": ConditionSpec(60, 0.86, 4.30), "CAI": ConditionSpec(60, 0.74, 4.00),
          "CAP": ConditionSpec(60, 0.15, 3.50)},
-        "placeholders with the paper's pattern (Fig. 3 values not available offline)",
+        "PLACEHOLDER numbers with the paper's pattern, not the paper's (its Fig. 3 was not available offline)",
     ),
 }  # fmt: skip
 
