@@ -15,8 +15,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import random
 import re
-import secrets
 import time
 from typing import Any
 
@@ -49,6 +50,17 @@ _ERROR_PAGE = (
 )
 
 
+_RID_RANDOM = random.Random(os.urandom(16))
+os.register_at_fork(after_in_child=lambda: _RID_RANDOM.seed(os.urandom(16)))  # forked workers: their own ids
+
+
+def _new_request_id() -> bytes:
+    """16 hex digits. A correlation id, not a secret: drawn from a PRNG seeded once per process from the OS,
+    because an os.urandom call per request (secrets.token_hex) cost ~0.07 ms on this VM, a tenth of the
+    participant path's CPU per request. A forked worker reseeds, so workers never share a sequence."""
+    return b"%016x" % _RID_RANDOM.getrandbits(64)
+
+
 class EdgeMiddleware:
     def __init__(self, app: Any, *, metrics: Metrics | None = None, access_log: bool = False) -> None:
         self.app = app
@@ -69,7 +81,7 @@ class EdgeMiddleware:
                     rid_b = v
                 break
         if not rid_b:
-            rid_b = secrets.token_hex(8).encode()
+            rid_b = _new_request_id()
         rid = rid_b.decode()
         token = REQUEST_ID.set(rid)
         extra: list[tuple[bytes, bytes]] = [*SECURITY_HEADERS, (b"x-request-id", rid_b)]

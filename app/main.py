@@ -24,10 +24,10 @@ from app.db import Database, is_transient
 from app.errors import DomainError, NotFound, StudyUnavailable, TooManyRequests
 from app.http import EdgeMiddleware
 from app.metrics import Metrics
-from app.participants.routes import router as participant_router
+from app.participants import routes as participant_routes
 from app.participants.viewing import ScreenTooSmall
 from app.prolific import completion_url
-from app.stimuli.routes import router as image_router
+from app.stimuli import routes as image_routes
 from app.web import ROOT, render
 
 log = logging.getLogger("lpstudy")
@@ -50,12 +50,13 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     metrics = Metrics(settings.resolved_state_dir() / "metrics") if settings.metrics_token else None
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if metrics is not None:
-            metrics.start()
-        yield
-        if metrics is not None:
-            metrics.stop()
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with participant_routes.lifespan(app):
+            if metrics is not None:
+                metrics.start()
+            yield
+            if metrics is not None:
+                metrics.stop()
 
     app = FastAPI(title="lpstudy", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.settings = settings
@@ -65,8 +66,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.add_middleware(EdgeMiddleware, metrics=metrics, access_log=settings.access_log)
 
     app.mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static")
-    app.include_router(participant_router)
-    app.include_router(image_router)
+    app.router.routes.extend(participant_routes.routes)  # plain Starlette routes: the hot path
+    app.router.routes.extend(image_routes.routes)
     app.include_router(admin_router)
 
     @app.get("/", include_in_schema=False)

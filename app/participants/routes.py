@@ -1,9 +1,14 @@
 """Participant routes: thin; parse, call the service, render or redirect.
 
-The routes are async and hand the database work to a worker thread in one hop, through a limiter no larger than
-the connection pool, so a burst of requests waits in the event loop instead of in threads that hold (or wait
-for) connections. Entries have their own limiter, so that a launch burst of first entries (each a transaction of
-a few statements) cannot take every connection from participants already in the study.
+They are plain Starlette routes (`routes`, mounted by app.main), not FastAPI ones: the participant path is the
+launch burst's hot path, and FastAPI's dependency solving and form validation cost as much server CPU as the
+database work. app.forms parses the query and forms by FastAPI's rules (empty form field = missing, a bad
+integer = the 400 page), and the app's exception handlers apply to these routes as to every other.
+
+The database work runs in a worker thread, in one hop per request, on a thread pool no larger than the
+connection pool (app.web.HotPool), so a burst of requests waits in the event loop instead of in threads that
+hold (or wait for) connections. Entries have their own pool, so that a launch burst of first entries (each a
+transaction of a few statements) cannot take every connection from participants already in the study.
 """
 
 from __future__ import annotations
@@ -11,22 +16,26 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any
 
-import anyio
-import anyio.to_thread
-from fastapi import APIRouter, Form, Request
-from fastapi.responses import RedirectResponse, Response
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
 
+from app.forms import int_param, read_form
 from app.models import Stage
 from app.participants import answers, assignment, pages, pilots, viewing
 from app.participants.study_cache import StudyCache
 from app.prolific import PARAMS, completion_url, parse_entry_params, refuse_repeated_params
-from app.web import render, run_retrying
+from app.web import HotPool, HotRoute, render
+
+ENTRY_CONCURRENCY = 4
+SCREEN_FIELDS = ("dpr", "vw", "vh", "sw", "sh", "touch")
+TRIAL_FIELDS = ("label", "confidence", "rt_ms", "rendered", "touch")
+DEMOGRAPHIC_FIELDS = ("age", "gender", "student", "employment")
 
 
 @asynccontextmanager
-async def _lifespan(app: Any) -> AsyncIterator[None]:
+async def lifespan(app: Any) -> AsyncIterator[None]:
     """Once the app is built, move everything that lives as long as the process (the imported modules, the app,
     SQLAlchemy's and FastAPI's structures: about 130,000 objects) out of the cyclic GC's reach. Otherwise every
     full collection walks them all and stalls the event loop for 100-200 ms on a busy machine, which set the p99
@@ -37,24 +46,15 @@ async def _lifespan(app: Any) -> AsyncIterator[None]:
     yield
 
 
-router = APIRouter(lifespan=_lifespan)
-R = TypeVar("R")
-ENTRY_CONCURRENCY = 4
-
-
 class _Hot:
-    """Per-app state of the hot path: the study cache and the thread limiters (made in the event loop)."""
+    """Per-app state of the hot path: the study cache and the two thread pools."""
 
     def __init__(self, request: Request) -> None:
         self.db = request.app.state.db
         self.engine = self.db.engine
         self.studies = StudyCache()
-        size = max(2, self.db.settings.db_pool_size - ENTRY_CONCURRENCY)
-        self.pages = anyio.CapacityLimiter(size)
-        self.entries = anyio.CapacityLimiter(ENTRY_CONCURRENCY)
-
-    async def run(self, fn: Callable[..., R], *args: Any) -> R:
-        return await run_retrying(fn, *args, limiter=self.pages)
+        self.pages = HotPool("pages", max(2, self.db.settings.db_pool_size - ENTRY_CONCURRENCY))
+        self.entries = HotPool("entries", ENTRY_CONCURRENCY)
 
 
 def _hot(request: Request) -> _Hot:
@@ -68,30 +68,25 @@ def _to_page(token: str) -> RedirectResponse:
     return RedirectResponse(f"/p/{token}", status_code=303)
 
 
-@router.get("/s/{slug}")
-async def entry(
-    request: Request,
-    slug: str,
-    PROLIFIC_PID: str | None = None,  # noqa: N803 - Prolific's parameter names
-    STUDY_ID: str | None = None,  # noqa: N803
-    SESSION_ID: str | None = None,  # noqa: N803
-    lpstudy_test: str | None = None,
-    lp_vw: str | None = None,
-) -> Response:
-    refuse_repeated_params({name: len(request.query_params.getlist(name)) for name in PARAMS})
+async def entry(request: Request) -> Response:
+    slug: str = request.path_params["slug"]
+    query = request.query_params
+    refuse_repeated_params({name: len(query.getlist(name)) for name in PARAMS})
+    pid, study_id, session_id = (query.get(name) for name in PARAMS)
+    lpstudy_test = query.get("lpstudy_test")
     # A signed test token (admin preview, `lpstudy bots`) makes a test participant; a bad one is refused.
     test = pilots.read_test_token(request.app.state.settings.secret_key, lpstudy_test, slug) if lpstudy_test else None
-    if test is not None and not PROLIFIC_PID:
+    if test is not None and not pid:
         params = pilots.generated_entry_params()  # a preview: fresh ids
     else:
-        params = parse_entry_params(PROLIFIC_PID, STUDY_ID, SESSION_ID)
+        params = parse_entry_params(pid, study_id, session_id)
     hot = _hot(request)
-    screen = viewing.measured_width(lp_vw)
+    screen = viewing.measured_width(query.get("lp_vw"))
     try:
-        token = await run_retrying(assignment.enter, hot.engine, slug, params, None, test, screen, limiter=hot.entries)
+        token = await hot.entries.run(assignment.enter, hot.engine, slug, params, None, test, screen)
     except viewing.ScreenCheckNeeded as need:
         # Measure the window before assigning (a page with a small script; without JavaScript, Continue).
-        keep = [(k, v) for k, v in request.query_params.multi_items() if k != "lp_vw"]
+        keep = [(k, v) for k, v in query.multi_items() if k != "lp_vw"]
         return render(
             request,
             "participant/screen_check.html",
@@ -103,10 +98,10 @@ async def entry(
     return _to_page(token)
 
 
-@router.get("/p/{token}")
-async def page(request: Request, token: str) -> Response:
+async def page(request: Request) -> Response:
+    token: str = request.path_params["token"]
     hot = _hot(request)
-    state = await hot.run(pages.current_page, hot.engine, hot.studies, token)
+    state = await hot.pages.run(pages.current_page, hot.engine, hot.studies, token)
     study = state.study
     ctx: dict[str, Any] = {"token": token, "study": study, "test_kind": state.test_kind}
     if state.stage == Stage.CONSENT:
@@ -147,60 +142,47 @@ async def page(request: Request, token: str) -> Response:
 
 async def _submit(request: Request, token: str, fn: Callable[..., None], *args: Any) -> Response:
     try:
-        await _hot(request).run(fn, *args)
+        await _hot(request).pages.run(fn, *args)
     except answers.WrongPage:
         pass  # an earlier or later page's form: nothing was stored, show the current page
     return _to_page(token)
 
 
-@router.post("/p/{token}/consent")
-async def consent(
-    request: Request,
-    token: str,
-    consent: str | None = Form(None),
-    dpr: str | None = Form(None),
-    vw: str | None = Form(None),
-    vh: str | None = Form(None),
-    sw: str | None = Form(None),
-    sh: str | None = Form(None),
-    touch: str | None = Form(None),
-) -> Response:
-    seen = viewing.screen_values({"dpr": dpr, "vw": vw, "vh": vh, "sw": sw, "sh": sh, "touch": touch})
+async def consent(request: Request) -> Response:
+    token: str = request.path_params["token"]
+    form = await read_form(request)
+    seen = viewing.screen_values({k: form.get(k) for k in SCREEN_FIELDS})
     seen["ua_browser"], seen["ua_os"] = viewing.coarse_user_agent(request.headers.get("user-agent"))
-    return await _submit(request, token, answers.submit_consent, _hot(request).engine, token, consent, seen)
+    return await _submit(request, token, answers.submit_consent, _hot(request).engine, token, form.get("consent"), seen)
 
 
-@router.post("/p/{token}/instructions")
-async def instructions(request: Request, token: str) -> Response:
+async def instructions(request: Request) -> Response:
+    token: str = request.path_params["token"]
     return await _submit(request, token, answers.submit_instructions, _hot(request).engine, token)
 
 
-@router.post("/p/{token}/trial/{position}")
-async def trial(
-    request: Request,
-    token: str,
-    position: int,
-    label: str | None = Form(None),
-    confidence: str | None = Form(None),
-    rt_ms: str | None = Form(None),
-    rendered: str | None = Form(None),
-    touch: str | None = Form(None),
-) -> Response:
+async def trial(request: Request) -> Response:
+    token: str = request.path_params["token"]
+    position = int_param(request.path_params["position"])
+    form = await read_form(request)
     hot = _hot(request)
-    args = (token, position, label, confidence, rt_ms, rendered, touch)
-    return await _submit(request, token, answers.submit_trial, hot.engine, hot.studies, *args)
+    fields = (form.get(k) for k in TRIAL_FIELDS)
+    return await _submit(request, token, answers.submit_trial, hot.engine, hot.studies, token, position, *fields)
 
 
-@router.post("/p/{token}/demographics")
-async def demographics(
-    request: Request,
-    token: str,
-    age: str | None = Form(None),
-    gender: str | None = Form(None),
-    student: str | None = Form(None),
-    employment: str | None = Form(None),
-) -> Response:
+async def demographics(request: Request) -> Response:
+    token: str = request.path_params["token"]
+    form = await read_form(request)
     hot = _hot(request)
-    return await _submit(
-        request, token, answers.submit_demographics, hot.engine, hot.studies, token, age, gender, student, employment
-    )
+    fields = (form.get(k) for k in DEMOGRAPHIC_FIELDS)
+    return await _submit(request, token, answers.submit_demographics, hot.engine, hot.studies, token, *fields)
+
+
+routes = [
+    HotRoute("/s/{slug}", entry, methods=["GET"], query=(*PARAMS, "lpstudy_test", "lp_vw")),
+    HotRoute("/p/{token}", page, methods=["GET"]),
+    HotRoute("/p/{token}/consent", consent, methods=["POST"], form=("consent", *SCREEN_FIELDS)),
+    HotRoute("/p/{token}/instructions", instructions, methods=["POST"]),
+    HotRoute("/p/{token}/trial/{position}", trial, methods=["POST"], form=TRIAL_FIELDS),
+    HotRoute("/p/{token}/demographics", demographics, methods=["POST"], form=DEMOGRAPHIC_FIELDS),
+]

@@ -1,7 +1,8 @@
 """Participant-facing image serving by opaque id. Images are immutable, so they cache forever.
 
 A served image is kept in a per-process LRU cache: a cache hit is answered in the event loop without a thread or
-a database connection; a miss reads the PNG in a worker thread.
+a database connection; a miss reads the PNG in a worker thread. A plain Starlette route (as the rest of the
+participant path, app.participants.routes): 25 of a participant's 83 requests are images.
 """
 
 from __future__ import annotations
@@ -9,14 +10,13 @@ from __future__ import annotations
 from collections import OrderedDict
 from threading import Lock
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from starlette.requests import Request
+from starlette.responses import Response
 
 from app.db import Database
 from app.stimuli.service import png_by_public_id
-from app.web import run_retrying
+from app.web import HotRoute, run_retrying
 
-router = APIRouter()
 _CACHE: OrderedDict[str, tuple[bytes, str]] = OrderedDict()
 _CACHE_LOCK = Lock()
 _CACHE_MAX = 4096
@@ -27,8 +27,8 @@ def _load(db: Database, public_id: str) -> tuple[bytes, str]:
         return png_by_public_id(session, public_id)
 
 
-@router.get("/img/{public_id}")
-async def image(public_id: str, request: Request) -> Response:
+async def image(request: Request) -> Response:
+    public_id: str = request.path_params["public_id"]
     with _CACHE_LOCK:
         hit = _CACHE.get(public_id)
         if hit is not None:
@@ -45,3 +45,6 @@ async def image(public_id: str, request: Request) -> Response:
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
     return Response(content=data, media_type="image/png", headers=headers)
+
+
+routes = [HotRoute("/img/{public_id}", image, methods=["GET"])]

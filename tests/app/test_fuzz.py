@@ -20,6 +20,7 @@ from selectolax.lexbor import LexborHTMLParser as HTMLParser
 from starlette.routing import Mount
 
 from app.admin import auth
+from app.web import HotRoute
 
 SEED = 20261201
 REQUESTS = 2200
@@ -52,7 +53,7 @@ def _routes(routes, prefix: str = ""):  # type: ignore[no-untyped-def]
             else:  # a mounted app (static files): its one path
                 yield prefix + original.path + "/{path}", {"GET"}, [], []
             continue
-        route = original if isinstance(original, APIRoute) else rc
+        route = original if isinstance(original, APIRoute | HotRoute) else rc
         path = prefix + (getattr(rc, "path", None) or getattr(route, "path", ""))
         dependant = getattr(route, "dependant", None)
         queries = [p.alias for p in dependant.query_params] if dependant else []
@@ -61,6 +62,9 @@ def _routes(routes, prefix: str = ""):  # type: ignore[no-untyped-def]
         for sub in dependant.dependencies if dependant else []:
             queries += [p.alias for p in sub.query_params]
             forms += [p.alias for p in sub.body_params]
+        # the participant path's plain Starlette routes declare their fields (app.web.HotRoute)
+        queries += list(getattr(route, "query_names", ()))
+        forms += list(getattr(route, "form_names", ()))
         yield path, set(getattr(rc, "methods", None) or getattr(route, "methods", None) or {"GET"}), queries, forms
 
 

@@ -19,6 +19,7 @@ from app.admin import auth
 from app.logs import JsonFormatter, RequestIdFilter
 from app.main import create_app
 from app.models import Stimulus
+from app.web import HotRoute
 
 REPO = Path(__file__).resolve().parents[2]
 sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -80,7 +81,7 @@ def get_routes(app) -> list[str]:  # type: ignore[no-untyped-def]
     out = set()
     for rc in _contexts(app.routes):
         original = getattr(rc, "original_route", rc)
-        if isinstance(original, APIRoute) and "GET" in (rc.methods or original.methods or ()):
+        if isinstance(original, APIRoute | HotRoute) and "GET" in (rc.methods or original.methods or ()):
             out.add(rc.path or original.path)
     return sorted(out)
 
