@@ -18,15 +18,16 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from app.forms import int_param, read_form
 from app.models import Stage
 from app.participants import answers, assignment, pages, pilots, viewing
-from app.participants.study_cache import StudyCache
+from app.participants.study_cache import StudyCache, StudyView
 from app.prolific import PARAMS, completion_url, parse_entry_params, refuse_repeated_params
-from app.web import HotPool, HotRoute, render
+from app.web import HotPool, HotRoute, render, templates
 
 ENTRY_CONCURRENCY = 4
 SCREEN_FIELDS = ("dpr", "vw", "vh", "sw", "sh", "touch")
@@ -55,6 +56,16 @@ class _Hot:
         self.studies = StudyCache()
         self.pages = HotPool("pages", max(2, self.db.settings.db_pool_size - ENTRY_CONCURRENCY))
         self.entries = HotPool("entries", ENTRY_CONCURRENCY)
+        self.choices: dict[int, tuple[StudyView, Markup]] = {}
+
+    def choices_html(self, study: StudyView) -> Markup:
+        """The trial page's label and confidence options (participant/_choices.html), rendered once per study
+        view: they are the same on every trial, and their loops were most of the trial page's rendering."""
+        hit = self.choices.get(study.id)
+        if hit is None or hit[0] is not study:
+            html = Markup(templates.get_template("participant/_choices.html").render(study=study))
+            hit = self.choices[study.id] = (study, html)
+        return hit[1]
 
 
 def _hot(request: Request) -> _Hot:
@@ -122,7 +133,7 @@ async def page(request: Request) -> Response:
             # the first image trial also reports how large the browser drew the image (viewing.js)
             measure_viewing=state.stimulus_public_id is not None and state.image_number == 1,
             image_total=state.image_total,
-            labels=study.labels,
+            choices=hot.choices_html(study),
             attention_label=study.labels[trial.expected_label or 0] if trial.kind == "attention" else None,
             **ctx,
         )
