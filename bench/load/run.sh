@@ -138,7 +138,7 @@ run_lpstudy() {  # TAG CODE_DIR NAME loadgen-args...   (CODE_DIR: a tree with ap
   grep -h WARNING "$LOGS/make-study-$tag.log" || true
   cd "$code"
   if [ "$code" = "$REPO" ] && "$REPO/.venv/bin/lpstudy" serve --help 2>/dev/null | grep -q -- --timeout-keep-alive; then
-    setsid "$REPO/.venv/bin/lpstudy" serve --workers "$LP_WORKERS" --host 127.0.0.1 --port "$LPORT" \
+    PYTHONPATH="$code" setsid "$REPO/.venv/bin/lpstudy" serve --workers "$LP_WORKERS" --host 127.0.0.1 --port "$LPORT" \
       --database-url "$url" --timeout-keep-alive "$KEEPALIVE" > "$LOGS/lpstudy-$tag.log" 2>&1 &
   else
     # what `lpstudy serve` runs (uvicorn app.asgi:app, no access log, proxy headers), plus the keep-alive
