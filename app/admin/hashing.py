@@ -42,13 +42,15 @@ class HashingPool:
     def waiting(self) -> int:
         return self._waiting
 
+    def busy(self) -> TooManyRequests:
+        return TooManyRequests(
+            "Too many logins are being checked right now. Please try again in a few seconds.", retry_after=2
+        )
+
     def run(self, fn: Callable[[], T]) -> T:
         with self._lock:
             if self._waiting >= self.queue:
-                raise TooManyRequests(
-                    "Too many logins are being checked right now. Please try again in a few seconds.",
-                    retry_after=2,
-                )
+                raise self.busy()
             self._waiting += 1
         try:
             return self._executor.submit(fn).result()

@@ -13,8 +13,8 @@ from fastapi import Request
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from app.admin.login_gate import throttled
 from app.config import Settings
-from app.errors import TooManyRequests
 from app.models import LoginFailure
 from app.models.base import utcnow
 
@@ -49,19 +49,18 @@ def _retry_after(session: Session, column, value: str, limit: int, window: dt.ti
 
 
 def check(session: Session, settings: Settings, account: str, address: str, now: dt.datetime | None = None) -> None:
+    """Raises LoginThrottled (a 429 with Retry-After) if the account or the address has too many recent failures."""
     now = now or utcnow()
     window = dt.timedelta(seconds=settings.login_window_s)
     account = account.strip().lower()[:254]
-    wait = max(
-        _retry_after(session, LoginFailure.account, account, settings.login_max_failures_account, window, now),
-        _retry_after(session, LoginFailure.address, address, settings.login_max_failures_address, window, now),
+    account_wait = _retry_after(
+        session, LoginFailure.account, account, settings.login_max_failures_account, window, now
     )
-    if wait:
-        minutes = math.ceil(wait / 60)
-        raise TooManyRequests(
-            f"Too many failed logins. Please wait {minutes} minute{'s' if minutes != 1 else ''} and try again.",
-            retry_after=wait,
-        )
+    address_wait = _retry_after(
+        session, LoginFailure.address, address, settings.login_max_failures_address, window, now
+    )
+    if account_wait or address_wait:
+        raise throttled(max(account_wait, address_wait), address_wait=address_wait, account_wait=account_wait)
 
 
 def record_failure(session: Session, settings: Settings, account: str, address: str) -> None:
