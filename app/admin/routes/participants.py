@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from app.admin import audit
-from app.admin.deps import AdminDep, AdminFormDep, SessionDep
+from app.admin.deps import AdminDep, AdminFormDep, FormIds, SessionDep
 from app.admin.routes._common import csv_download, page, see_other
 from app.participants import admin_view
 from app.studies import service as studies
@@ -61,9 +59,7 @@ def confirm_delete_tests(request: Request, slug: str, admin: AdminDep, session: 
 
 
 @router.post("/studies/{slug}/participants/delete-test")
-def delete_tests(
-    slug: str, admin: AdminFormDep, session: SessionDep, ids: Annotated[list[int] | None, Form()] = None
-) -> Response:
+def delete_tests(slug: str, admin: AdminFormDep, session: SessionDep, ids: FormIds = None) -> Response:
     study = studies.get_study(session, slug)
     n = admin_view.delete_test_participants(session, study, ids or [])
     audit.record(

@@ -8,7 +8,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
 from app.admin import audit
-from app.admin.deps import AdminDep, AdminFormDep, SessionDep
+from app.admin.deps import AdminDep, AdminFormDep, SessionDep, StimulusId
 from app.admin.routes._common import page, see_other
 from app.stimuli import gallery as galleries
 from app.stimuli import replace as replacing
@@ -37,7 +37,7 @@ def gallery(request: Request, slug: str, admin: AdminDep, session: SessionDep) -
 
 
 @router.get("/studies/{slug}/stimuli/{stimulus_id}.png")
-def admin_image(slug: str, stimulus_id: int, admin: AdminDep, session: SessionDep) -> Response:
+def admin_image(slug: str, stimulus_id: StimulusId, admin: AdminDep, session: SessionDep) -> Response:
     """Admins' image URL: names the stimulus (participants only ever see opaque ids, under /img/)."""
     study = studies.get_study(session, slug)
     return Response(
@@ -50,7 +50,7 @@ def admin_image(slug: str, stimulus_id: int, admin: AdminDep, session: SessionDe
 @router.post("/studies/{slug}/stimuli/{stimulus_id}/exclude")
 def exclude(
     slug: str,
-    stimulus_id: int,
+    stimulus_id: StimulusId,
     admin: AdminFormDep,
     session: SessionDep,
     reason: Annotated[str, Form()] = "",
@@ -75,7 +75,7 @@ def exclude(
 async def replace(
     request: Request,
     slug: str,
-    stimulus_id: int,
+    stimulus_id: StimulusId,
     admin: AdminFormDep,
     session: SessionDep,
     image: Annotated[UploadFile, File()],

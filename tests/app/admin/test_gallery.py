@@ -240,3 +240,11 @@ def test_a_bad_replacement_changes_nothing(admin_client, db, study, make, messag
 def test_cb_cannot_be_replaced(admin_client, db, study) -> None:  # type: ignore[no-untyped-def]
     benign, cb, _cai = _cb_and_cai(db)
     assert _replace(admin_client, cb, _png(benign)).status_code == 409
+
+
+def test_an_id_beyond_the_integer_columns_is_a_400_not_a_500(admin_client, study) -> None:  # type: ignore[no-untyped-def]
+    big = 2**31  # PostgreSQL's INTEGER ends at 2**31 - 1: it used to reach the query and fail there
+    for path in (f"/admin/studies/gal/stimuli/{big}/exclude", "/admin/studies/gal/participants/delete-test"):
+        r = admin_client.post(path, data={"reason": "x", "ids": str(big), "csrf_token": admin_client.csrf})
+        assert r.status_code == 400, (path, r.status_code)
+    assert admin_client.get(f"/admin/studies/gal/stimuli/{big}.png").status_code == 400
