@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     login_max_failures_address: int = Field(default=30, ge=1)
     # Password checks waiting for the (single, low-priority) hashing thread beyond this are refused with a 429.
     login_hash_queue: int = Field(default=8, ge=1)
+    # A login refused from memory (an address or account already blocked) is answered after this pause, at most
+    # login_max_delayed at a time: a client that waits for each answer then tries about once a second.
+    login_refusal_delay_s: float = Field(default=1.0, ge=0, le=10)
+    login_max_delayed: int = Field(default=256, ge=0)
     # Prolific API (optional). The token is never shown back or logged.
     prolific_api_token: SecretStr | None = None
     prolific_api_url: str = "https://api.prolific.com"
@@ -69,6 +73,7 @@ class Settings(BaseSettings):
         if not (v.startswith("https://") or v.startswith("http://")) or " " in v or "?" in v or "#" in v:
             raise ValueError("public_base_url must be an http(s) address such as https://study.example.org")
         return v
+
     # "text" for people, "json" for one JSON object per line (log shippers); both carry the request id.
     log_format: Literal["text", "json"] = "text"
     # One log line per HTTP request (method, path, status, duration, request id).

@@ -7,9 +7,14 @@ C threads through every page (entry, consent, instructions, trials, demographics
 passwords to /admin/login as fast as the server answers. Printed: the walk's wall time, per-request p50/p95,
 and the ratio to the no-flood walk of the same code in the same run.
 
+The flood runs in its own process (its threads would otherwise take the walkers' GIL in this one); it still
+shares the machine's cores with the server and the walkers.
+
 Scenarios: `quiet` (no flood), `flood` (16 wrong logins at a time, default throttling: one address, so the
-address limit soon answers 429 without hashing), `flood-unthrottled` (throttling limits set out of reach: every
-attempt is hashed, as a flood from many addresses would be; only the hashing thread bounds it), and with
+address limit soon answers 429 without hashing; then from memory, after the 1 s refusal pause), `flood, no
+refusal pause` (the same with LPSTUDY_LOGIN_REFUSAL_DELAY_S=0: what answering every flood request at once
+costs), `flood-unthrottled` (throttling limits set out of reach: every attempt is hashed, as a flood from many
+addresses would be; only the hashing thread bounds it), and with
 `--before-ref REF` the same quiet/flood pair for the code at REF (its app/, migrations/, templates/, static/
 from `git archive`), e.g. fbc584d, before the bound.
 
@@ -19,6 +24,7 @@ from `git archive`), e.g. fbc584d, before the bound.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import random
 import re
@@ -139,7 +145,28 @@ def flood(base: str, stop: threading.Event, counts: dict[int, int]) -> None:
                 counts[0] = counts.get(0, 0) + 1
 
 
-def scenario(name: str, tree: Path, args: argparse.Namespace, flooders: int, unthrottled: bool) -> dict:  # type: ignore[type-arg]
+def flood_process(base: str, flooders: int, stop, out) -> None:  # type: ignore[no-untyped-def]
+    """The flood in its own process (as an attacker's would be on its own machine): its threads do not take the
+    walkers' GIL in the benchmark process, only the machine's cores."""
+    inner, counts = threading.Event(), {}  # type: ignore[var-annotated]
+    threads = [threading.Thread(target=flood, args=(base, inner, counts)) for _ in range(flooders)]
+    for t in threads:
+        t.start()
+    stop.wait()
+    inner.set()
+    for t in threads:
+        t.join()
+    out.put(counts)
+
+
+def scenario(
+    name: str,
+    tree: Path,
+    args: argparse.Namespace,
+    flooders: int,
+    unthrottled: bool,
+    extra_env: dict | None = None,  # type: ignore[type-arg]
+) -> dict:  # type: ignore[type-arg]
     with tempfile.TemporaryDirectory() as tmp:
         db_url = f"sqlite:///{tmp}/bench.db"
         env = {
@@ -150,6 +177,7 @@ def scenario(name: str, tree: Path, args: argparse.Namespace, flooders: int, unt
             "LPSTUDY_ENV": "development",
             "LPSTUDY_LOG_LEVEL": "WARNING",
         }
+        env.update(extra_env or {})
         if unthrottled:
             env.update(LPSTUDY_LOGIN_MAX_FAILURES_ACCOUNT="100000000", LPSTUDY_LOGIN_MAX_FAILURES_ADDRESS="100000000")
         subprocess.run(
@@ -185,10 +213,11 @@ def scenario(name: str, tree: Path, args: argparse.Namespace, flooders: int, unt
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise RuntimeError(f"{name}: server did not start")
                 time.sleep(0.2)
-            stop, counts = threading.Event(), {}  # type: ignore[var-annotated]
-            floods = [threading.Thread(target=flood, args=(base, stop, counts)) for _ in range(flooders)]
-            for t in floods:
-                t.start()
+            ctx = multiprocessing.get_context("fork")
+            stop, out = ctx.Event(), ctx.Queue()
+            flooder = ctx.Process(target=flood_process, args=(base, flooders, stop, out)) if flooders else None
+            if flooder:
+                flooder.start()
             if flooders:
                 time.sleep(2)  # let the flood build up
             latencies: list[float] = []
@@ -215,8 +244,9 @@ def scenario(name: str, tree: Path, args: argparse.Namespace, flooders: int, unt
                 t.join()
             wall = time.perf_counter() - t0
             stop.set()
-            for t in floods:
-                t.join()
+            counts = out.get(timeout=120) if flooder else {}
+            if flooder:
+                flooder.join(30)
         finally:
             os.killpg(server.pid, 15)
             server.wait(10)
@@ -261,6 +291,15 @@ def main() -> None:
             if label == "now":
                 runs.append(
                     (scenario(f"{label}: flood x{args.flood}, unthrottled", tree, args, args.flood, True), quiet)
+                )
+                nopause = {"LPSTUDY_LOGIN_REFUSAL_DELAY_S": "0"}
+                runs.append(
+                    (
+                        scenario(
+                            f"{label}: flood x{args.flood}, no refusal pause", tree, args, args.flood, False, nopause
+                        ),
+                        quiet,
+                    )
                 )
     print(f"{args.participants} participants, {args.concurrency} at a time; {os.cpu_count()} CPUs")  # noqa: T201
     print("| scenario | walk (s) | vs quiet | p50 (ms) | p95 (ms) | requests | errors | login answers |")  # noqa: T201

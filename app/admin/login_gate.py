@@ -7,6 +7,10 @@ gate remembers each block until then and refuses further attempts from that addr
 any form parsing, CSRF check or database query, and before the login form is even rendered. What a flood costs
 the server is then one small in-memory lookup and a short 429 per request, not a thread, a query and a template.
 
+A refusal from memory is answered after ``delay_s`` (an asyncio sleep: no thread, no CPU), at most ``max_delayed``
+at a time (beyond that, at once): a flood that waits for each answer, as password-guessing tools do, then sends
+about one request per connection per ``delay_s`` instead of as many as the server can answer.
+
 Bounded: at most ``max_keys`` blocks are remembered; when full, expired ones are dropped, and if that does not
 make room the new block is simply not remembered (the database throttle still refuses it, only less cheaply).
 """
@@ -18,14 +22,25 @@ import threading
 import time
 from collections.abc import Callable
 
+import anyio
 from starlette.requests import Request
 
 from app.errors import TooManyRequests
 
 
 class LoginGate:
-    def __init__(self, *, max_keys: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        max_keys: int = 10_000,
+        delay_s: float = 0.0,
+        max_delayed: int = 256,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.max_keys = max_keys
+        self.delay_s = delay_s
+        self.max_delayed = max_delayed
+        self.delayed = 0
         self._clock = clock
         self._until: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -56,6 +71,16 @@ class LoginGate:
     def refusal(self, *keys: str) -> TooManyRequests | None:
         wait = max((self.wait(k) for k in keys), default=0)
         return throttled(wait) if wait else None
+
+    async def pause(self, retry_after: int) -> None:
+        """The pause before a refusal from memory (none when ``max_delayed`` are already pausing)."""
+        if self.delay_s <= 0 or self.delayed >= self.max_delayed:
+            return
+        self.delayed += 1  # on the event loop only: no lock needed
+        try:
+            await anyio.sleep(min(self.delay_s, retry_after))
+        finally:
+            self.delayed -= 1
 
     def learn(self, exc: LoginThrottled, address: str, account: str) -> None:
         """Remember a refusal of the database throttle for whichever of the two it was about."""
@@ -100,5 +125,8 @@ def gate(request: Request) -> LoginGate:
     state = request.app.state
     found = getattr(state, "login_gate", None)
     if found is None:
-        found = state.login_gate = LoginGate()
+        settings = state.settings
+        found = state.login_gate = LoginGate(
+            delay_s=settings.login_refusal_delay_s, max_delayed=settings.login_max_delayed
+        )
     return found  # type: ignore[no-any-return]

@@ -5,9 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from app import prolific_status
 from app.admin import audit
 from app.admin.deps import AdminDep, AdminFormDep, FormIds, SessionDep
 from app.admin.routes._common import csv_download, page, see_other
+from app.models import Study
 from app.participants import admin_view
 from app.studies import service as studies
 from app.web import _dt, _duration
@@ -74,6 +76,14 @@ def delete_tests(slug: str, admin: AdminFormDep, session: SessionDep, ids: FormI
     return see_other(f"/admin/studies/{slug}/participants?kind=test")
 
 
+def _prolific(request: Request, session: SessionDep, study: Study) -> prolific_status.LiveCounts:
+    state = request.app.state
+    cache = getattr(state, "prolific_cache", None)
+    if cache is None:  # one per app (so per process): the poll asks Prolific at most every CACHE_TTL_S seconds
+        cache = state.prolific_cache = prolific_status.SubmissionsCache()
+    return prolific_status.live_counts(session, study, state.settings, cache)
+
+
 @router.get("/studies/{slug}/recruitment")
 def recruitment(request: Request, slug: str, admin: AdminDep, session: SessionDep) -> Response:
     study = studies.get_study(session, slug)
@@ -84,11 +94,13 @@ def recruitment(request: Request, slug: str, admin: AdminDep, session: SessionDe
         study=study,
         r=admin_view.recruitment(session, study),
         statuses=admin_view.STATUS_LABELS,
+        prolific=_prolific(request, session, study),
+        prolific_columns=prolific_status.COLUMNS,
     )
 
 
 @router.get("/studies/{slug}/recruitment.json")
-def recruitment_json(slug: str, admin: AdminDep, session: SessionDep) -> dict[str, object]:
+def recruitment_json(request: Request, slug: str, admin: AdminDep, session: SessionDep) -> dict[str, object]:
     """The live cells of the recruitment page, for its poll (static/js/admin.js)."""
     study = studies.get_study(session, slug)
     r = admin_view.recruitment(session, study)
@@ -102,4 +114,12 @@ def recruitment_json(slug: str, admin: AdminDep, session: SessionDep) -> dict[st
     cells["#median-completion"] = (
         _duration(r.median_completion_s) if r.median_completion_s is not None else "no one yet"
     )
+    live = _prolific(request, session, study)
+    cells["#prolific-note"] = live.note or ""
+    if live.counts is not None:
+        cells["#prolific-as-of"] = _dt(live.counts.fetched_at)
+        for code in [c.code for c in study.conditions] + [None]:
+            row = f'tr[data-prolific-condition="{code or "unmatched"}"]'
+            for col in prolific_status.COLUMNS:
+                cells[f'{row} td[data-status="{col}"]'] = live.counts.cell(code, col)
     return {"cells": cells, "stamp": _dt(r.as_of), "live": study.status in ("active", "paused")}

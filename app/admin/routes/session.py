@@ -35,11 +35,17 @@ def _form_page(request: Request, status_code: int = 200, error: str | None = Non
     return response
 
 
+async def _refused_from_memory(request: Request, gate: login_gate.LoginGate, exc: TooManyRequests) -> Response:
+    await gate.pause(exc.retry_after)
+    return _refused(request, exc)
+
+
 @router.get("/login")
 async def login_form(request: Request, error: str | None = None) -> Response:
     address = throttle.client_address(request, request.app.state.settings)
-    if refused := login_gate.gate(request).refusal(login_gate.address_key(address)):
-        return _refused(request, refused)  # this address may not log in yet: no form to fill
+    gate = login_gate.gate(request)
+    if refused := gate.refusal(login_gate.address_key(address)):
+        return await _refused_from_memory(request, gate, refused)  # this address may not log in yet: no form
     return _form_page(request, error=error)
 
 
@@ -73,12 +79,12 @@ async def login(request: Request) -> Response:
     gate = login_gate.gate(request)
     address = throttle.client_address(request, settings)
     if refused := gate.refusal(login_gate.address_key(address)):
-        return _refused(request, refused)
+        return await _refused_from_memory(request, gate, refused)
     form = await request.form(max_files=0, max_fields=16)
     fields = {k: v if isinstance(v, str) else "" for k, v in form.items()}
     email, password = fields.get("email", ""), fields.get("password", "")
     if refused := gate.refusal(login_gate.account_key(email)):
-        return _refused(request, refused)
+        return await _refused_from_memory(request, gate, refused)
     auth.check_csrf(auth.read_session(request), fields.get("csrf_token"))
     hashing = hashing_pool(settings.login_hash_queue)
     if hashing.waiting >= hashing.queue:  # the hashing thread would refuse it: say so before any database work

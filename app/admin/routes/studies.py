@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
+from app import prolific_status
 from app.admin import audit
+from app.admin.auth import AdminSession
 from app.admin.deps import AdminDep, AdminFormDep, SessionDep
 from app.admin.routes._common import page, see_other
 from app.design import CONDITIONS, DATASETS, NORMS
 from app.errors import ConfigError, DomainError
 from app.jobs.service import enqueue_generation
+from app.models import Study
 from app.participants import pilots
 from app.prolific import completion_codes, completion_url, study_url
 from app.studies import lifecycle
@@ -187,15 +190,14 @@ def regenerate(
     return see_other(f"/admin/studies/{slug}")
 
 
-@router.get("/studies/{slug}/setup")
-def prolific_setup(request: Request, slug: str, admin: AdminDep, session: SessionDep) -> Response:
-    study = studies.get_study(session, slug)
+def _setup_page(request: Request, admin: AdminSession, session: SessionDep, study: Study, **ctx: Any) -> Response:
     settings = request.app.state.settings
     base = public_base_url(request)
     return page(
         request,
         "admin/setup.html",
         admin,
+        status_code=ctx.pop("status_code", 200),
         study=study,
         url=study_url(base, study.slug),
         base=base,
@@ -203,7 +205,53 @@ def prolific_setup(request: Request, slug: str, admin: AdminDep, session: Sessio
         completion_base=settings.prolific_complete_url,
         completion_example=completion_url(settings.prolific_complete_url, study.code_completed),
         codes=completion_codes(study),
+        suggested=prolific_status.suggested_prolific_study_id(session, study),
+        api_configured=settings.prolific_api_token is not None,
+        **ctx,
     )
+
+
+@router.get("/studies/{slug}/setup")
+def prolific_setup(request: Request, slug: str, admin: AdminDep, session: SessionDep) -> Response:
+    study = studies.get_study(session, slug)
+    return _setup_page(request, admin, session, study, saved=request.query_params.get("saved"))
+
+
+@router.post("/studies/{slug}/setup/prolific-id")
+def set_prolific_id(
+    request: Request,
+    slug: str,
+    admin: AdminFormDep,
+    session: SessionDep,
+    prolific_study_id: Annotated[str, Form()] = "",
+) -> Response:
+    study = studies.get_study(session, slug)
+    try:
+        changed = prolific_status.set_prolific_study_id(session, study, prolific_study_id)
+    except DomainError as exc:
+        session.rollback()
+        return _setup_page(
+            request,
+            admin,
+            session,
+            study,
+            status_code=exc.status_code,
+            id_error=exc.message,
+            entered=prolific_study_id[:100],
+        )
+    if changed is None:
+        return see_other(f"/admin/studies/{slug}/setup?saved=unchanged")
+    before, after = changed
+    audit.record(
+        session,
+        admin,
+        "study.prolific_id",
+        study=study,
+        target=after or "(none)",
+        details={"from": before, "to": after},
+    )
+    session.commit()
+    return see_other(f"/admin/studies/{slug}/setup?saved={'set' if after else 'cleared'}")
 
 
 @router.get("/studies/{slug}/progress.json")

@@ -5,6 +5,7 @@ until the block ends; then a correct login works again."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import pytest
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
@@ -140,3 +141,26 @@ def test_a_full_hashing_queue_is_refused_before_any_database_work(
     assert r.status_code == 429 and r.headers["Retry-After"] == "2" and queries == []
     busy._waiting = 0
     assert _post(client, EMAIL, "correct horse battery", token).status_code == 303
+
+
+def test_refusals_from_memory_pause_at_most_max_delayed_at_a_time() -> None:
+    import asyncio
+
+    gate = login_gate.LoginGate(delay_s=0.3, max_delayed=2)
+
+    async def timed() -> float:
+        t = time.perf_counter()
+        await gate.pause(retry_after=60)
+        return time.perf_counter() - t
+
+    async def main() -> list[float]:
+        return list(await asyncio.gather(timed(), timed(), timed()))
+
+    took = sorted(asyncio.run(main()))
+    assert took[0] < 0.1  # the third found two pausing already: answered at once
+    assert took[1] >= 0.29 and took[2] >= 0.29
+    assert gate.delayed == 0
+    short = login_gate.LoginGate(delay_s=5.0)
+    t = time.perf_counter()
+    asyncio.run(short.pause(retry_after=0))  # never longer than the block itself (0 s here: no pause)
+    assert time.perf_counter() - t < 1
