@@ -88,7 +88,7 @@ async def login(request: Request) -> Response:
     auth.check_csrf(auth.read_session(request), fields.get("csrf_token"))
     hashing = hashing_pool(settings.login_hash_queue)
     if hashing.waiting >= hashing.queue:  # the hashing thread would refuse it: say so before any database work
-        return _refused(request, hashing.busy())
+        return await _refused_from_memory(request, gate, hashing.busy())
     try:
         return await anyio.to_thread.run_sync(_check_password, request, email, password, address)
     except login_gate.LoginThrottled as exc:
