@@ -74,6 +74,16 @@ def prolific_study_ids(session: Session, study: Study) -> list[tuple[str, int]]:
     return sorted(((str(r[0]), int(r[1])) for r in rows), key=lambda kv: (-kv[1], kv[0]))
 
 
+def latest_by_participant(submissions: list[Submission]) -> dict[str, Submission]:
+    """One submission per participant: several by one participant (returned, then taken again) keep the latest
+    started."""
+    subs: dict[str, Submission] = {}
+    for sub in submissions:
+        if sub.participant_id not in subs or (sub.started_at or "") > (subs[sub.participant_id].started_at or ""):
+            subs[sub.participant_id] = sub
+    return subs
+
+
 def _codes(study: Study) -> dict[str, str]:
     return {
         "completed": study.code_completed,
@@ -84,10 +94,7 @@ def _codes(study: Study) -> dict[str, str]:
 
 def review(session: Session, study: Study, prolific_study_id: str, submissions: list[Submission]) -> Review:
     mine = {r.pid: r for r in participant_rows(session, study, kind="real")}
-    subs: dict[str, Submission] = {}
-    for sub in submissions:  # several submissions by one participant: keep the latest started
-        if sub.participant_id not in subs or (sub.started_at or "") > (subs[sub.participant_id].started_at or ""):
-            subs[sub.participant_id] = sub
+    subs = latest_by_participant(submissions)
     codes = _codes(study)
     by_code = {v: k for k, v in codes.items()}
     rows = []

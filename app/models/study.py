@@ -50,6 +50,8 @@ class Study(Base):
     # Bumped by every assignment on SQLite: the UPDATE takes SQLite's one writer lock before a slot is picked.
     # (PostgreSQL claims slots with FOR UPDATE SKIP LOCKED and does not touch it.)
     assignment_seq: Mapped[int] = mapped_column(Integer, default=0)
+    # The study's id on Prolific (24 hex characters, lower case), set on the set-up panel; None until then.
+    prolific_study_id: Mapped[str | None] = mapped_column(String(24), default=None)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     conditions: Mapped[list[Condition]] = relationship(

@@ -22,13 +22,21 @@ def _filters(request: Request) -> dict[str, str | None]:
     return {"status": q.get("status") or None, "condition": q.get("condition") or None, "kind": q.get("kind") or "all"}
 
 
-@router.get("/studies/{slug}/participants")
-def participants(request: Request, slug: str, admin: AdminDep, session: SessionDep) -> Response:
+def _table(
+    request: Request, session: SessionDep, slug: str
+) -> tuple[Study, dict[str, str | None], list[admin_view.ParticipantRow]]:
+    """The study, the filters and the rows: the same for the page and its CSV (exactly what the table shows)."""
     study = studies.get_study(session, slug)
     f = _filters(request)
     rows = admin_view.participant_rows(
         session, study, status=f["status"], condition=f["condition"], kind=f["kind"] or "all"
     )
+    return study, f, rows
+
+
+@router.get("/studies/{slug}/participants")
+def participants(request: Request, slug: str, admin: AdminDep, session: SessionDep) -> Response:
+    study, f, rows = _table(request, session, slug)
     return page(
         request,
         "admin/participants.html",
@@ -44,11 +52,7 @@ def participants(request: Request, slug: str, admin: AdminDep, session: SessionD
 
 @router.get("/studies/{slug}/participants.csv")
 def participants_csv(request: Request, slug: str, admin: AdminDep, session: SessionDep) -> Response:
-    study = studies.get_study(session, slug)
-    f = _filters(request)
-    rows = admin_view.participant_rows(
-        session, study, status=f["status"], condition=f["condition"], kind=f["kind"] or "all"
-    )
+    _, _, rows = _table(request, session, slug)
     return csv_download(admin_view.rows_csv(rows), f"{slug}-participants.csv")
 
 

@@ -5,11 +5,16 @@ from __future__ import annotations
 import pytest
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
+from sqlalchemy import select
 
 from app.admin import auth
+from app.models import Participant
+from tests.fake_prolific import FakeProlific
 
 EMAIL = "Admin@Example.org"
+PSTUDY = "5f" * 12  # the Prolific study of the 'prolific' fixture
 PASSWORD = "correct horse battery"
 REAL_HASHER = auth._hasher
 
@@ -46,3 +51,33 @@ def admin_client(client, admin_user):  # type: ignore[no-untyped-def]
     assert r.status_code == 303, r.text[:300]
     client.csrf = csrf_of(client.get("/admin").text)
     return client
+
+
+@pytest.fixture
+def fake():  # type: ignore[no-untyped-def]
+    f = FakeProlific().start()
+    yield f
+    f.stop()
+
+
+@pytest.fixture
+def prolific(app, admin_client, db, make_study, fake):  # type: ignore[no-untyped-def]
+    """Study 'people' (see test_participants_pages) whose participants came from Prolific study PSTUDY."""
+    from tests.app.admin.test_participants_pages import _people
+
+    make_study(db, slug="people", trials=1, pool=2)
+    _people(db)
+    with db.session() as s:
+        for p in s.scalars(select(Participant)):
+            p.prolific_study_id = PSTUDY
+    app.state.settings = app.state.settings.model_copy(
+        update={"prolific_api_token": SecretStr(fake.token), "prolific_api_url": fake.url}
+    )
+    # b: completed here, awaiting review there (approvable); e: failed attention, submitted with the right code;
+    # a: active here but submitted there (mismatch); 9...: on Prolific, never seen here (mismatch);
+    fake.add(PSTUDY, "b" * 24, code="CDONE1")
+    fake.add(PSTUDY, "e" * 24, code="CFAILED")
+    fake.add(PSTUDY, "a" * 24, code="CDONE1")
+    fake.add(PSTUDY, "9" * 24, code="WHATEVER")
+    fake.add(PSTUDY, "d" * 24, status="RETURNED")
+    return fake

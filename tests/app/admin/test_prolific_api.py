@@ -7,45 +7,14 @@ from __future__ import annotations
 import logging
 
 import pytest
-from pydantic import SecretStr
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
 from sqlalchemy import select
 
-from app.models import AuditEntry, Participant
+from app.models import AuditEntry
 from app.prolific_api import ProlificClient, ProlificError
-from tests.app.admin.test_participants_pages import _people
-from tests.fake_prolific import FakeProlific
+from tests.app.admin.conftest import PSTUDY
 
 sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-PSTUDY = "5f" * 12
-
-
-@pytest.fixture
-def fake():  # type: ignore[no-untyped-def]
-    f = FakeProlific().start()
-    yield f
-    f.stop()
-
-
-@pytest.fixture
-def prolific(app, admin_client, db, make_study, fake):  # type: ignore[no-untyped-def]
-    """Study 'people' (see test_participants_pages) whose participants came from Prolific study PSTUDY."""
-    make_study(db, slug="people", trials=1, pool=2)
-    _people(db)
-    with db.session() as s:
-        for p in s.scalars(select(Participant)):
-            p.prolific_study_id = PSTUDY
-    app.state.settings = app.state.settings.model_copy(
-        update={"prolific_api_token": SecretStr(fake.token), "prolific_api_url": fake.url}
-    )
-    # b: completed here, awaiting review there (approvable); e: failed attention, submitted with the right code;
-    # a: active here but submitted there (mismatch); 9...: on Prolific, never seen here (mismatch);
-    fake.add(PSTUDY, "b" * 24, code="CDONE1")
-    fake.add(PSTUDY, "e" * 24, code="CFAILED")
-    fake.add(PSTUDY, "a" * 24, code="CDONE1")
-    fake.add(PSTUDY, "9" * 24, code="WHATEVER")
-    fake.add(PSTUDY, "d" * 24, status="RETURNED")
-    return fake
 
 
 def _rows(html: str) -> dict[str, dict[str, str]]:
