@@ -1,7 +1,12 @@
 """Tidy CSV exports of a study's results: one row per answered trial, one row per participant.
 
 Real participants only by default; `include_test` adds the test participants (previews, bots) and an `is_test`
-and a `test_kind` column to both files."""
+and a `test_kind` column to both files.
+
+Both files say whether the participant counts in the analysis and why not (``included``/``exclusion`` in
+participants.csv, ``participant_included``/``participant_exclusion`` in trials.csv), from the analysis's own rule
+(app.analysis.sample.select_sample, with the same include_test), and trials.csv says whether an admin excluded the
+trial's stimulus (``stimulus_excluded``): a researcher can reproduce the analysis's sample from the files alone."""
 
 from __future__ import annotations
 
@@ -13,6 +18,8 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.analysis.load import load_study
+from app.analysis.sample import select_sample
 from app.analysis.scoring import is_correct, truth_of
 from app.models import Condition, Participant, Stimulus, Study, Trial
 from app.participants.repository import is_real, study_participants
@@ -32,6 +39,9 @@ TRIAL_COLUMNS = (
     "answered_at",
     "kind",
     "correct",
+    "participant_included",
+    "participant_exclusion",
+    "stimulus_excluded",
 )
 VIEWING_COLUMNS = (
     "device_pixel_ratio",
@@ -57,6 +67,8 @@ PARTICIPANT_COLUMNS = (
     "student",
     "employment",
     "attention_failures",
+    "included",
+    "exclusion",
     # viewing conditions, as the participant's browser reported them (app/participants/viewing.py)
     *VIEWING_COLUMNS,
 )
@@ -98,6 +110,7 @@ TEST_COLUMNS = ("is_test", "test_kind")
 def export_results(session: Session, study: Study, out: Path, *, include_test: bool = False) -> tuple[int, int]:
     """Write trials.csv and participants.csv (UTF-8, comma, ISO-8601 UTC times, empty = missing)."""
     out.mkdir(parents=True, exist_ok=True)
+    reason_of = select_sample(load_study(session, study), include_test=include_test).reason_of
     n_trials = 0
     extra = TEST_COLUMNS if include_test else ()
     with (out / "trials.csv").open("w", newline="", encoding="utf-8") as fh:
@@ -119,6 +132,7 @@ def export_results(session: Session, study: Study, out: Path, *, include_test: b
                 Trial.answered_at,
                 Trial.kind,
                 Trial.expected_label,
+                Stimulus.excluded_at,
                 Participant.is_test,
                 Participant.test_kind,
             )
@@ -130,7 +144,7 @@ def export_results(session: Session, study: Study, out: Path, *, include_test: b
         )
         rows = session.execute(query if include_test else query.where(is_real()))
         for row in rows:
-            pid, sess, code, pos, sid, idx, true_label, resp, conf, rt, shown, answered, kind, expected, *_ = row
+            pid, sess, code, pos, sid, idx, true_label, resp, conf, rt, shown, answered, kind, expected, gone, *_ = row
             truth = truth_of(kind, true_label, expected)
             ok = is_correct(resp, truth)
             correct = "" if ok is None else int(ok)
@@ -150,6 +164,9 @@ def export_results(session: Session, study: Study, out: Path, *, include_test: b
                     iso_utc(answered),
                     kind,
                     correct,
+                    int(not reason_of[pid]),
+                    reason_of[pid],
+                    "" if sid is None else int(gone is not None),
                     *([int(row.is_test), _c(row.test_kind)] if include_test else []),
                 ]
             )
@@ -176,6 +193,8 @@ def export_results(session: Session, study: Study, out: Path, *, include_test: b
                     _c(p.student),
                     _c(p.employment),
                     p.attention_failures,
+                    int(not reason_of[p.prolific_pid]),
+                    reason_of[p.prolific_pid],
                     *viewing_cells(p),
                     *([int(p.is_test), _c(p.test_kind)] if include_test else []),
                 ]

@@ -52,6 +52,12 @@ TRIALS = [
     ("rt_ms", "integer", "milliseconds", "Response time measured in the browser; empty without JavaScript"),
     ("shown_at", "datetime", "", "When the trial was first shown (server time, UTC)"),
     ("answered_at", "datetime", "", "When the answer was stored (server time, UTC)"),
+    ("participant_included", "boolean", "", "1 if the participant counts in the analysis under the study's "
+     "preregistered rule (participants.included)"),
+    ("participant_exclusion", "string", "", "Why the participant does not count (participants.exclusion): test, "
+     "no_consent, not_finished, attention, no_answers; empty when included"),
+    ("stimulus_excluded", "boolean", "", "1 if an admin took the stimulus out of the pool (stimuli.excluded): "
+     "this answer does not count; empty for an attention check"),
 ]  # fmt: skip
 PARTICIPANTS = [
     ("participant_id", "string", "", "The participant's Prolific ID (PROLIFIC_PID)"),
@@ -154,33 +160,8 @@ def _type_of(values: list[Any]) -> str:
 
 
 def _exclusion_of(data: StudyData, include_test: bool) -> dict[str, str]:
-    """participant key -> exclusion reason ('' when included), by the same rule as the analysis."""
-    sample = select_sample(data, include_test=include_test)
-    included = {p.key for p in sample.included}
-    threshold = sample.attention_threshold
-    gone = {s.id for s in data.stimuli if s.excluded}
-    answered = {
-        t.participant
-        for t in data.trials
-        if t.kind == "stimulus" and t.response is not None and t.stimulus_id not in gone
-    }
-    out = {}
-    for p in data.participants:
-        if p.key in included:
-            out[p.key] = ""
-        elif p.is_test and not include_test:
-            out[p.key] = "test"
-        elif p.status == "no_consent":
-            out[p.key] = "no_consent"
-        elif p.status not in ("completed", "failed_attention"):
-            out[p.key] = "not_finished"
-        elif threshold is not None and p.attention_failures >= threshold:
-            out[p.key] = "attention"
-        elif p.key not in answered:
-            out[p.key] = "no_answers"
-        else:
-            out[p.key] = "not_finished"
-    return out
+    """participant key -> exclusion reason ('' when included): the analysis's own rule (sample.select_sample)."""
+    return select_sample(data, include_test=include_test).reason_of
 
 
 def write_package(data: StudyData, out: Path, *, include_test: bool = False) -> dict[str, int]:
@@ -191,7 +172,7 @@ def write_package(data: StudyData, out: Path, *, include_test: bool = False) -> 
     keep = {p.key for p in data.participants if include_test or not p.is_test}
     metric_cols = _metric_columns(data.stimuli)
     counts = {
-        "trials": _write_csv(paths["trials"], [c[0] for c in TRIALS], _trial_rows(data, keep)),
+        "trials": _write_csv(paths["trials"], [c[0] for c in TRIALS], _trial_rows(data, keep, exclusion)),
         "participants": _write_csv(
             paths["participants"], [c[0] for c in PARTICIPANTS], _participant_rows(data, keep, exclusion)
         ),
@@ -221,15 +202,18 @@ def _write_csv(path: Path, header: list[str], rows: Iterable[Sequence[Any]]) -> 
     return n
 
 
-def _trial_rows(data: StudyData, keep: set[str]) -> Iterator[list[Any]]:
+def _trial_rows(data: StudyData, keep: set[str], exclusion: dict[str, str]) -> Iterator[list[Any]]:
     cond_of = {p.key: p.condition for p in data.participants}
+    excluded_stimuli = {s.id for s in data.stimuli if s.excluded}
     for t in data.trials:
         if t.participant not in keep:
             continue
         ok = is_correct(t.response, t.truth)
+        why = exclusion[t.participant]
+        gone = "" if t.stimulus_id is None else int(t.stimulus_id in excluded_stimuli)
         yield [t.participant, cond_of[t.participant], t.position + 1, t.kind, _c(t.stimulus_id), _c(t.truth),
                _c(t.response), "" if ok is None else int(ok), _c(t.confidence), _c(t.rt_ms),
-               _ts(t.shown_at), _ts(t.answered_at)]  # fmt: skip
+               _ts(t.shown_at), _ts(t.answered_at), int(not why), why, gone]  # fmt: skip
 
 
 def _participant_rows(data: StudyData, keep: set[str], exclusion: dict[str, str]) -> Iterator[list[Any]]:

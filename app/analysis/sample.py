@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -39,6 +39,8 @@ class Sample:
     answers: Answers
     exclusions: dict  # JSON-ready account of who was left out and why
     attention_threshold: int | None
+    # participant key -> why they do not count ("test", "no_consent", ...; "" when included): the exports' columns
+    reason_of: dict[str, str] = field(default_factory=dict)
 
 
 def attention_threshold(data: StudyData) -> int | None:
@@ -59,22 +61,25 @@ def select_sample(data: StudyData, include_test: bool = False) -> Sample:
     reasons = ("test", "no_consent", "not_finished", "attention", "no_answers")
     counts = {c: dict.fromkeys(("assigned", *reasons, "included"), 0) for c in data.conditions}
     included: list[ParticipantRecord] = []
+    reason_of: dict[str, str] = {}
     for p in data.participants:
         row = counts.setdefault(p.condition, dict.fromkeys(("assigned", *reasons, "included"), 0))
         row["assigned"] += 1
         if p.is_test and not include_test:
-            row["test"] += 1
+            why = "test"
         elif p.status == "no_consent":
-            row["no_consent"] += 1
+            why = "no_consent"
         elif p.status not in FINISHED:
-            row["not_finished"] += 1
+            why = "not_finished"
         elif threshold is not None and p.attention_failures >= threshold:
-            row["attention"] += 1
+            why = "attention"
         elif answered.get(p.key, 0) == 0:
-            row["no_answers"] += 1
+            why = "no_answers"
         else:
-            row["included"] += 1
+            why = ""
             included.append(p)
+        row[why or "included"] += 1
+        reason_of[p.key] = why
     totals = {k: sum(r[k] for r in counts.values()) for k in ("assigned", *reasons, "included")}
     keys = {p.key for p in included}
     dropped = sum(
@@ -105,7 +110,7 @@ def select_sample(data: StudyData, include_test: bool = False) -> Sample:
             "no_answers": "finished without answering any image (that is still in the pool)",
         },
     }
-    return Sample(included, build_answers(data, included), exclusions, threshold)
+    return Sample(included, build_answers(data, included), exclusions, threshold, reason_of)
 
 
 def build_answers(data: StudyData, included: list[ParticipantRecord]) -> Answers:

@@ -171,3 +171,81 @@ def test_export_unknown_study_is_a_clear_error(settings, tmp_path) -> None:  # t
     result = run_export(settings, "no-such", tmp_path / "x")
     assert result.exit_code == 1 and "no study with slug 'no-such'" in result.output
     assert not (tmp_path / "x" / "trials.csv").exists()
+
+
+def _mark_excluded(db, slug: str) -> int:  # type: ignore[no-untyped-def]
+    """An admin's exclusion of the first stimulus anyone answered; its id."""
+    import datetime as dt
+
+    from app.models import Study
+
+    with db.session() as s:
+        study = s.scalar(select(Study).where(Study.slug == slug))
+        first = s.scalar(
+            select(Trial.stimulus_id)
+            .join(Participant, Participant.id == Trial.participant_id)
+            .where(Participant.study_id == study.id, Trial.answered_at.is_not(None))
+            .order_by(Trial.id)
+            .limit(1)
+        )
+        stim = s.get(Stimulus, first)
+        stim.excluded_at, stim.excluded_reason = dt.datetime.now(dt.UTC), "blurry"
+        return int(first)
+
+
+def _analysis_sample(db, slug: str):  # type: ignore[no-untyped-def]
+    from app.analysis.load import load_study
+    from app.analysis.sample import select_sample
+    from app.models import Study
+
+    with db.session() as s:
+        return select_sample(load_study(s, s.scalar(select(Study).where(Study.slug == slug))))
+
+
+def test_exports_say_who_and_what_the_analysis_excludes(walked, settings, db, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    slug, pids = walked
+    gone = _mark_excluded(db, slug)
+    out = tmp_path / "results"
+    assert run_export(settings, slug, out).exit_code == 0
+    parts = pd.read_csv(out / "participants.csv", dtype=str, keep_default_na=False)
+    trials = pd.read_csv(out / "trials.csv", dtype=str, keep_default_na=False)
+    assert list(parts["included"]) == ["1", "1", "1", "0", "0"]
+    assert list(parts["exclusion"]) == ["", "", "", "not_finished", "no_consent"]
+    by_pid = dict(zip(parts["prolific_pid"], parts["exclusion"], strict=True))
+    assert (trials["participant_exclusion"] == trials["prolific_pid"].map(by_pid)).all()
+    assert (trials["participant_included"] == (trials["participant_exclusion"] == "").astype(int).astype(str)).all()
+    assert set(trials.loc[trials["stimulus_excluded"] == "1", "stimulus_id"]) == {str(gone)}
+    assert set(trials["stimulus_excluded"]) == {"0", "1"}
+    # the files alone reproduce the analysis's sample: who counts, and how many answers
+    sample = _analysis_sample(db, slug)
+    kept = trials[(trials["participant_included"] == "1") & (trials["stimulus_excluded"] == "0")]
+    assert set(parts.loc[parts["included"] == "1", "prolific_pid"]) == {p.key for p in sample.included}
+    assert len(kept) == len(sample.answers) > 0
+    assert len(kept) < (trials["participant_included"] == "1").sum()  # the exclusion removed some answers
+
+
+def test_the_data_package_trials_carry_the_same_exclusions(walked, db, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from app.analysis.load import load_study
+    from app.analysis.package import load_package, table_paths, write_package
+    from app.models import Study
+
+    slug, _ = walked
+    gone = _mark_excluded(db, slug)
+    with db.session() as s:
+        data = load_study(s, s.scalar(select(Study).where(Study.slug == slug)))
+    write_package(data, tmp_path / "pkg")
+    paths = table_paths(tmp_path / "pkg", slug)
+    trials = pd.read_csv(paths["trials"], dtype=str, keep_default_na=False)
+    parts = pd.read_csv(paths["participants"], dtype=str, keep_default_na=False)
+    by_pid = dict(zip(parts["participant_id"], parts["exclusion"], strict=True))
+    assert (trials["participant_exclusion"] == trials["participant_id"].map(by_pid)).all()
+    assert set(trials.loc[trials["stimulus_excluded"] == "1", "stimulus_id"]) == {str(gone)}
+    sample = _analysis_sample(db, slug)
+    kept = trials[(trials["participant_included"] == "1") & (trials["stimulus_excluded"] == "0")]
+    kept = kept[(kept["kind"] == "stimulus") & (kept["response_label"] != "")]
+    assert len(kept) == len(sample.answers) > 0
+    dictionary = pd.read_csv(tmp_path / "pkg" / "data_dictionary.csv", dtype=str, keep_default_na=False)
+    described = set(dictionary.loc[dictionary["table"] == "trials", "column"])
+    assert {"participant_included", "participant_exclusion", "stimulus_excluded"} <= described
+    assert list(trials.columns) == list(dictionary.loc[dictionary["table"] == "trials", "column"])
+    load_package(tmp_path / "pkg")  # still reads back
