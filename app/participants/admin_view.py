@@ -348,4 +348,4 @@ def delete_test_participants(session: Session, study: Study, ids: list[int]) -> 
         )
     from app.participants.pilots import delete_test_participants as delete_all_tests
 
-    return delete_all_tests(session, study).participants  # exactly the confirmed list, checked above
+    return delete_all_tests(session, study, only=wanted).participants  # exactly the confirmed list

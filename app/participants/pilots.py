@@ -9,6 +9,7 @@ and `test_kind` "preview" or "bot"; a link with a bad or expired token is refuse
 from __future__ import annotations
 
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from itsdangerous import BadData, URLSafeTimedSerializer
@@ -95,14 +96,15 @@ class Deleted:
     trials: int
 
 
-def delete_test_participants(session: Session, study: Study) -> Deleted:
-    """Delete the study's test participants and their trials, and nothing else. Flushes; the caller commits."""
-    test_ids = select(Participant.id).where(Participant.study_id == study.id, Participant.is_test.is_(True))
+def delete_test_participants(session: Session, study: Study, only: Collection[int] | None = None) -> Deleted:
+    """Delete the study's test participants (or only those of them with the ids in ``only``) and their trials,
+    and nothing else: the one implementation, for the CLI and the dashboard. Flushes; the caller commits."""
+    which = [Participant.study_id == study.id, Participant.is_test.is_(True)]
+    if only is not None:
+        which.append(Participant.id.in_(list(only)))
+    test_ids = select(Participant.id).where(*which)
     no_sync = {"synchronize_session": False}
     trials = session.execute(delete(Trial).where(Trial.participant_id.in_(test_ids)), execution_options=no_sync)
-    people = session.execute(
-        delete(Participant).where(Participant.study_id == study.id, Participant.is_test.is_(True)),
-        execution_options=no_sync,
-    )
+    people = session.execute(delete(Participant).where(*which), execution_options=no_sync)
     session.flush()
     return Deleted(participants=people.rowcount or 0, trials=trials.rowcount or 0)  # type: ignore[attr-defined]

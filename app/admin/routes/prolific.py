@@ -4,10 +4,11 @@ admin confirmed is still exactly right."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import Response
 
 from app.admin import audit
@@ -16,15 +17,19 @@ from app.admin.routes._common import page, see_other
 from app.errors import DomainError
 from app.models import Study
 from app.prolific_api import MIN_REJECT_MESSAGE, REJECTION_CATEGORIES, check_rejection, client_from_settings
-from app.prolific_review import Review, affected, prolific_study_ids, review
+from app.prolific_review import Review, ReviewRow, affected, prolific_study_ids, review
 from app.studies import service as studies
 
 router = APIRouter(prefix="/admin")
 
 
-def _prolific_study(request: Request, session: SessionDep, study: Study, given: str | None) -> str | None:
+def _prolific_study(session: SessionDep, study: Study, given: str | None) -> str | None:
+    """The Prolific study to show: the one asked for, else the one saved on the set-up panel, else the STUDY_ID
+    most real participants arrived with."""
     if given:
         return given.strip().lower()
+    if study.prolific_study_id:
+        return study.prolific_study_id
     known = prolific_study_ids(session, study)
     return known[0][0] if known else None
 
@@ -32,6 +37,14 @@ def _prolific_study(request: Request, session: SessionDep, study: Study, given: 
 def _review(request: Request, session: SessionDep, study: Study, prolific_id: str) -> Review:
     with client_from_settings(request.app.state.settings) as client:
         return review(session, study, prolific_id, client.submissions(prolific_id))
+
+
+def _fresh_review(request: Request, session: SessionDep, slug: str, study_id: str) -> tuple[Study, str, Review]:
+    """The study, the Prolific study id and Prolific's submissions read again now: every confirmation page and
+    every write (approve, reject) starts from this, never from what an earlier page showed."""
+    study = studies.get_study(session, slug)
+    prolific_id = study_id.strip().lower()
+    return study, prolific_id, _review(request, session, study, prolific_id)
 
 
 def _back(slug: str, prolific_id: str, **extra: str) -> str:
@@ -43,7 +56,7 @@ def submissions(request: Request, slug: str, admin: AdminDep, session: SessionDe
     study = studies.get_study(session, slug)
     settings = request.app.state.settings
     configured = settings.prolific_api_token is not None
-    prolific_id = _prolific_study(request, session, study, request.query_params.get("study_id"))
+    prolific_id = _prolific_study(session, study, request.query_params.get("study_id"))
     ctx: dict[str, Any] = {
         "study": study,
         "configured": configured,
@@ -63,8 +76,7 @@ def submissions(request: Request, slug: str, admin: AdminDep, session: SessionDe
 
 @router.get("/studies/{slug}/prolific/approve")
 def confirm_approve(request: Request, slug: str, admin: AdminDep, session: SessionDep, study_id: str = "") -> Response:
-    study = studies.get_study(session, slug)
-    rev = _review(request, session, study, study_id.strip().lower())
+    study, _, rev = _fresh_review(request, session, slug, study_id)
     return page(request, "admin/prolific_approve.html", admin, study=study, rev=rev, rows=rev.approvable)
 
 
@@ -77,9 +89,8 @@ def approve(
     study_id: Annotated[str, Form()] = "",
     ids: Annotated[list[str] | None, Form()] = None,
 ) -> Response:
-    study = studies.get_study(session, slug)
-    prolific_id = study_id.strip().lower()
-    rows = affected(_review(request, session, study, prolific_id), ids or [])
+    study, prolific_id, rev = _fresh_review(request, session, slug, study_id)
+    rows = affected(rev, ids or [])
     with client_from_settings(request.app.state.settings) as client:
         client.bulk_approve(prolific_id, [r.submission.id for r in rows if r.submission])
     audit.record(
@@ -94,59 +105,72 @@ def approve(
     return see_other(_back(slug, prolific_id, done=f"Approved {len(rows)} submission(s) on Prolific."))
 
 
-@router.get("/studies/{slug}/prolific/reject")
-def reject_form(
-    request: Request, slug: str, admin: AdminDep, session: SessionDep, study_id: str = "", submission: str = ""
-) -> Response:
-    study = studies.get_study(session, slug)
-    row = _review(request, session, study, study_id.strip().lower()).by_submission(submission)
-    return page(
-        request,
-        "admin/prolific_reject.html",
-        admin,
-        study=study,
-        row=row,
-        prolific_id=study_id.strip().lower(),
-        categories=REJECTION_CATEGORIES,
-        minimum=MIN_REJECT_MESSAGE,
-        message="",
-        category="",
-        confirm=False,
-    )
+@dataclass(frozen=True)
+class RejectionForm:
+    """The rejection form's fields (the review step and the send step post the same form)."""
+
+    study_id: str = ""
+    submission: str = ""
+    category: str = ""
+    message: str = ""
 
 
-@router.post("/studies/{slug}/prolific/reject/review")
-def reject_review(
-    request: Request,
-    slug: str,
-    admin: AdminFormDep,
-    session: SessionDep,
+def _rejection_form(
     study_id: Annotated[str, Form()] = "",
     submission: Annotated[str, Form()] = "",
     category: Annotated[str, Form()] = "",
     message: Annotated[str, Form()] = "",
-) -> Response:
-    """Checks the rejection and shows exactly what will be sent; changes nothing."""
-    study = studies.get_study(session, slug)
-    prolific_id = study_id.strip().lower()
-    row = _review(request, session, study, prolific_id).by_submission(submission)
+) -> RejectionForm:
+    return RejectionForm(study_id, submission, category, message)
+
+
+RejectionDep = Annotated[RejectionForm, Depends(_rejection_form)]
+
+
+def _rejection(
+    request: Request, session: SessionDep, slug: str, form: RejectionForm
+) -> tuple[Study, str, ReviewRow, dict[str, Any]]:
+    """The study, the Prolific id, the submission's row as Prolific says now, and the rejection page's context."""
+    study, prolific_id, rev = _fresh_review(request, session, slug, form.study_id)
+    row = rev.by_submission(form.submission)
     ctx: dict[str, Any] = {
         "study": study,
         "row": row,
         "prolific_id": prolific_id,
         "categories": REJECTION_CATEGORIES,
         "minimum": MIN_REJECT_MESSAGE,
-        "message": message,
-        "category": category,
+        "message": form.message,
+        "category": form.category,
     }
+    return study, prolific_id, row, ctx
+
+
+def _check_rejectable(row: ReviewRow) -> None:
+    if not row.rejectable:
+        raise DomainError(
+            f"this submission is {row.submission.status if row.submission else 'missing'} on Prolific: only one "
+            "awaiting review can be rejected; nothing was sent",
+            status_code=409,
+        )
+
+
+@router.get("/studies/{slug}/prolific/reject")
+def reject_form(
+    request: Request, slug: str, admin: AdminDep, session: SessionDep, study_id: str = "", submission: str = ""
+) -> Response:
+    *_, ctx = _rejection(request, session, slug, RejectionForm(study_id, submission))
+    return page(request, "admin/prolific_reject.html", admin, confirm=False, **ctx)
+
+
+@router.post("/studies/{slug}/prolific/reject/review")
+def reject_review(
+    request: Request, slug: str, admin: AdminFormDep, session: SessionDep, form: RejectionDep
+) -> Response:
+    """Checks the rejection and shows exactly what will be sent; changes nothing."""
+    *_, row, ctx = _rejection(request, session, slug, form)
     try:
-        check_rejection(message, category)
-        if not row.rejectable:
-            raise DomainError(
-                f"this submission is {row.submission.status if row.submission else 'missing'} on "
-                "Prolific: only one awaiting review can be rejected",
-                status_code=409,
-            )
+        check_rejection(form.message, form.category)
+        _check_rejectable(row)
     except DomainError as exc:
         return page(
             request,
@@ -161,24 +185,12 @@ def reject_review(
 
 
 @router.post("/studies/{slug}/prolific/reject")
-def reject(
-    request: Request,
-    slug: str,
-    admin: AdminFormDep,
-    session: SessionDep,
-    study_id: Annotated[str, Form()] = "",
-    submission: Annotated[str, Form()] = "",
-    category: Annotated[str, Form()] = "",
-    message: Annotated[str, Form()] = "",
-) -> Response:
-    study = studies.get_study(session, slug)
-    prolific_id = study_id.strip().lower()
-    check_rejection(message, category)
-    row = _review(request, session, study, prolific_id).by_submission(submission)
-    if not row.rejectable:
-        raise DomainError("this submission is no longer awaiting review on Prolific; nothing was sent", status_code=409)
+def reject(request: Request, slug: str, admin: AdminFormDep, session: SessionDep, form: RejectionDep) -> Response:
+    check_rejection(form.message, form.category)
+    study, prolific_id, row, _ = _rejection(request, session, slug, form)
+    _check_rejectable(row)
     with client_from_settings(request.app.state.settings) as client:
-        client.reject(submission, message.strip(), category)
+        client.reject(form.submission, form.message.strip(), form.category)
     audit.record(
         session,
         admin,
@@ -187,9 +199,9 @@ def reject(
         target=f"participant {row.pid}",
         details={
             "prolific_study": prolific_id,
-            "submission": submission,
-            "category": category,
-            "message": message.strip(),
+            "submission": form.submission,
+            "category": form.category,
+            "message": form.message.strip(),
         },
     )
     session.commit()
