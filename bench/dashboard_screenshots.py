@@ -197,6 +197,12 @@ def main() -> None:
                 cell.locator('form.exclude:not(.replace-form) input[name="reason"]').fill("stray stroke looks drawn")
                 with page.expect_navigation():
                     cell.get_by_role("button", name="Exclude").click()
+                # the Prolific study id, saved on the set-up panel (the field suggests the participants' STUDY_ID),
+                # so that the recruitment page shows Prolific's statuses
+                page.goto(f"{base}/admin/studies/{SLUG}/setup")
+                page.locator("#prolific-study-id").fill(PSTUDY)
+                with page.expect_navigation():
+                    page.locator("form.prolific-id").get_by_role("button", name="Save").click()
                 for name, path, _auth in PAGES[1:]:
                     page.goto(base + path)
                     page.wait_for_load_state("networkidle")
