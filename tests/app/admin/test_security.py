@@ -140,6 +140,28 @@ def test_hashing_pool_runs_one_check_at_a_time_and_refuses_a_long_queue() -> Non
     assert max(peak) == 1  # never two password checks at once
 
 
+def test_the_hashing_thread_rests_after_a_failed_check_only() -> None:
+    pool = hashing.HashingPool(fail_rest_ratio=4.0)
+    starts: list[float] = []
+
+    def check(ok: bool):  # type: ignore[no-untyped-def]
+        def run() -> bool:
+            starts.append(time.monotonic())
+            time.sleep(0.05)
+            return ok
+
+        return run
+
+    assert pool.run(check(True)) is True
+    assert pool.run(check(True)) is True
+    assert starts[1] - starts[0] < 0.15  # a right password: no rest
+    t0 = time.monotonic()
+    assert pool.run(check(False)) is False
+    assert time.monotonic() - t0 < 0.15  # the failing request itself is answered at once
+    assert pool.run(check(True)) is True
+    assert starts[3] - starts[2] >= 0.05 + 4.0 * 0.05 - 0.01  # the next check waited 4x the failed one
+
+
 def test_the_hashing_thread_runs_at_low_priority() -> None:
     import os
 
