@@ -20,15 +20,10 @@ def export(
 ) -> None:
     """Write trials.csv and participants.csv (tidy; loads unchanged in pandas and R). Real participants only."""
     from app.exports import export_results
-    from app.studies.service import get_study
 
     common.output_dir(out)
-    db = common.open_db(database_url)
-    try:
-        with db.session() as s:
-            n_t, n_p = export_results(s, get_study(s, study), out, include_test=include_test)
-    except DomainError as exc:
-        common.fail(exc.message)
+    with common.study_session(database_url, study) as (s, st):
+        n_t, n_p = export_results(s, st, out, include_test=include_test)
     typer.echo(f"Wrote {n_t} trials and {n_p} participants to {out}.")
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import socket
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from typer._click import Context
@@ -21,6 +23,11 @@ from app.config import Settings
 from app.db import Database
 from app.dbcheck import DatabaseProblem, check_database
 from app.errors import DomainError
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from app.models import Study
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -60,6 +67,20 @@ def open_db(
     except DatabaseProblem as exc:
         fail(exc.message)
     return Database(s)
+
+
+@contextmanager
+def study_session(database_url: str | None, slug: str) -> Iterator[tuple[Session, Study]]:
+    """One unit of work on the study SLUG in the checked database: commits when the block succeeds; a domain
+    error (unknown slug, a refused transition, a bad file) anywhere in it is one `Error:` line, nothing saved."""
+    from app.studies.service import get_study
+
+    db = open_db(database_url)
+    try:
+        with db.session() as session:
+            yield session, get_study(session, slug)
+    except DomainError as exc:
+        fail(exc.message)
 
 
 def require_dir(path: Path, what: str = "folder") -> None:

@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 
 from app.cli import common
-from app.errors import DomainError
 
 stimuli_app = typer.Typer(no_args_is_help=True, help="Stimulus pools: import, export, make.")
 
@@ -20,15 +19,10 @@ def stimuli_import(
 ) -> None:
     """Import stimuli from DIR/manifest.csv (condition,image_index,label,path + metric columns). All or nothing."""
     from app.stimuli.service import import_stimuli
-    from app.studies.service import get_study
 
     common.require_dir(directory)
-    db = common.open_db(database_url)
-    try:
-        with db.session() as s:
-            counts = import_stimuli(s, get_study(s, study), directory)
-    except DomainError as exc:
-        common.fail(exc.message)
+    with common.study_session(database_url, study) as (s, st):
+        counts = import_stimuli(s, st, directory)
     typer.echo("Imported " + ", ".join(f"{n} {c}" for c, n in sorted(counts.items())) + f" stimuli into '{study}'.")
 
 
@@ -40,15 +34,10 @@ def stimuli_export(
 ) -> None:
     """Write every stimulus as a PNG at native size plus manifest.csv with its metrics."""
     from app.stimuli.service import export_stimuli
-    from app.studies.service import get_study
 
     common.output_dir(out)
-    db = common.open_db(database_url)
-    try:
-        with db.session() as s:
-            n = export_stimuli(s, get_study(s, study), out)
-    except DomainError as exc:
-        common.fail(exc.message)
+    with common.study_session(database_url, study) as (s, st):
+        n = export_stimuli(s, st, out)
     typer.echo(f"Wrote {n} stimuli and manifest.csv to {out}.")
 
 

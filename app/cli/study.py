@@ -62,14 +62,9 @@ def study_list(database_url: str | None = typer.Option(None)) -> None:
 def _study_action(slug: str, action: str, database_url: str | None) -> None:
     from app.studies import service
 
-    db = common.open_db(database_url)
-    try:
-        with db.session() as s:
-            st = service.get_study(s, slug)
-            getattr(service, f"{action}_study")(s, st)
-            typer.echo(f"Study '{slug}' is now {st.status}.")
-    except DomainError as exc:
-        common.fail(exc.message)
+    with common.study_session(database_url, slug) as (s, st):
+        getattr(service, f"{action}_study")(s, st)
+    typer.echo(f"Study '{slug}' is now {st.status}.")
 
 
 @study_app.command("activate")
@@ -96,17 +91,12 @@ def study_status(
 
     from app.participants.pilots import count_test_participants
     from app.studies.progress import study_progress
-    from app.studies.service import condition_counts, get_study
+    from app.studies.service import condition_counts
 
-    db = common.open_db(database_url)
-    try:
-        with db.session() as s:
-            study = get_study(s, slug)
-            prog = study_progress(s, study)
-            counts = condition_counts(s, study)
-            tests = count_test_participants(s, study)
-    except DomainError as exc:
-        common.fail(exc.message)
+    with common.study_session(database_url, slug) as (s, study):
+        prog = study_progress(s, study)
+        counts = condition_counts(s, study)
+        tests = count_test_participants(s, study)
     if as_json:
         recruitment = {"conditions": [asdict(c) for c in counts], "test": {"preview": tests.preview, "bot": tests.bot}}
         typer.echo(json.dumps({**prog.as_dict(), "recruitment": recruitment}, indent=2))
@@ -150,14 +140,9 @@ def study_regenerate(
 ) -> None:
     """Resume generation: retry failed jobs and top up (source images already in the study are kept)."""
     from app.jobs.service import enqueue_generation
-    from app.studies.service import get_study
 
-    db = common.open_db(database_url)
-    try:
-        with db.session() as s:
-            jobs = enqueue_generation(s, get_study(s, slug), condition or None)
-    except DomainError as exc:
-        common.fail(exc.message)
+    with common.study_session(database_url, slug) as (s, st):
+        jobs = enqueue_generation(s, st, condition or None)
     typer.echo(f"Enqueued {len(jobs)} job(s) for '{slug}'.")
 
 
