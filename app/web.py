@@ -13,8 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-import anyio
-import anyio.to_thread
 from fastapi import Request
 from fastapi.responses import Response
 from fastapi.templating import Jinja2Templates
@@ -104,21 +102,6 @@ def public_base_url(request: Request) -> str:
     return f"{scheme}://{host}"
 
 
-async def run_retrying(fn: Callable[..., R], *args: Any, limiter: anyio.CapacityLimiter | None = None) -> R:
-    """fn(*args) in a worker thread; once more after RETRY_DELAY_S if it failed on a transient database error.
-    Only for idempotent work: every participant operation is (entry is keyed on the PID, answers are
-    conditional on the participant's position, page views only mark things once). A second failure goes to the
-    app's 503 page, which reloads itself."""
-    try:
-        return await anyio.to_thread.run_sync(fn, *args, limiter=limiter)
-    except Exception as e:
-        if not is_transient(e):
-            raise
-        log.warning("transient database error, retrying once: %s", str(e).splitlines()[0])
-    await anyio.sleep(RETRY_DELAY_S)
-    return await anyio.to_thread.run_sync(fn, *args, limiter=limiter)
-
-
 _POOLS: dict[tuple[str, int], ThreadPoolExecutor] = {}
 _POOLS_LOCK = threading.Lock()
 
@@ -127,8 +110,10 @@ class HotPool:
     """A bounded thread pool for the participant hot path's database work: one hop per request through
     asyncio's own executor hand-off (cheaper than anyio's to_thread, which the profile of the launch burst put at
     a sixth of the server's CPU), the request's context variables (its request id) carried into the thread, and
-    one retry after RETRY_DELAY_S on a transient database error, as run_retrying. The pools are per process and
-    shared by every app in it (tests build many apps; production builds one)."""
+    one retry after RETRY_DELAY_S on a transient database error. Only for idempotent work: every participant
+    operation is (entry is keyed on the PID, answers are conditional on the participant's position, page views
+    only mark things once), and so is reading an image; a second failure goes to the app's 503 page, which
+    reloads itself. The pools are per process and shared by every app in it (tests build many apps)."""
 
     def __init__(self, name: str, size: int) -> None:
         with _POOLS_LOCK:

@@ -15,11 +15,12 @@ from starlette.responses import Response
 
 from app.db import Database
 from app.stimuli.service import png_by_public_id
-from app.web import HotRoute, run_retrying
+from app.web import HotPool, HotRoute
 
 _CACHE: OrderedDict[str, tuple[bytes, str]] = OrderedDict()
 _CACHE_LOCK = Lock()
 _CACHE_MAX = 4096
+_MISSES = HotPool("images", 4)  # a miss is once per stimulus and process: a few threads are plenty
 
 
 def _load(db: Database, public_id: str) -> tuple[bytes, str]:
@@ -34,7 +35,7 @@ async def image(request: Request) -> Response:
         if hit is not None:
             _CACHE.move_to_end(public_id)
     if hit is None:
-        hit = await run_retrying(_load, request.app.state.db, public_id)
+        hit = await _MISSES.run(_load, request.app.state.db, public_id)
         with _CACHE_LOCK:
             _CACHE[public_id] = hit
             if len(_CACHE) > _CACHE_MAX:

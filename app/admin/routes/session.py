@@ -7,6 +7,7 @@ little more than its own requests. Everything else runs in a worker thread, as t
 from __future__ import annotations
 
 import secrets
+from typing import NoReturn
 
 import anyio.to_thread
 from fastapi import APIRouter, Request
@@ -14,18 +15,13 @@ from fastapi.responses import Response
 
 from app.admin import auth, login_gate, throttle
 from app.admin.deps import AdminFormDep, SessionDep
+from app.admin.hashing import HashingPool
 from app.admin.hashing import pool as hashing_pool
 from app.admin.routes._common import see_other
 from app.errors import TooManyRequests
 from app.web import render
 
 router = APIRouter(prefix="/admin")
-
-
-def _refused(request: Request, exc: TooManyRequests) -> Response:
-    response = render(request, "message.html", title=exc.title, message=exc.message, status_code=429)
-    response.headers["Retry-After"] = str(exc.retry_after)
-    return response
 
 
 def _form_page(request: Request, status_code: int = 200, error: str | None = None) -> Response:
@@ -35,9 +31,10 @@ def _form_page(request: Request, status_code: int = 200, error: str | None = Non
     return response
 
 
-async def _refused_from_memory(request: Request, gate: login_gate.LoginGate, exc: TooManyRequests) -> Response:
+async def _refuse_from_memory(gate: login_gate.LoginGate, exc: TooManyRequests) -> NoReturn:
+    """The refusal, after the gate's pause; the app's TooManyRequests handler renders it (429, Retry-After)."""
     await gate.pause(exc.retry_after)
-    return _refused(request, exc)
+    raise exc
 
 
 @router.get("/login")
@@ -45,16 +42,16 @@ async def login_form(request: Request, error: str | None = None) -> Response:
     address = throttle.client_address(request, request.app.state.settings)
     gate = login_gate.gate(request)
     if refused := gate.refusal(login_gate.address_key(address)):
-        return await _refused_from_memory(request, gate, refused)  # this address may not log in yet: no form
+        await _refuse_from_memory(gate, refused)  # this address may not log in yet: no form
     return _form_page(request, error=error)
 
 
-def _check_password(request: Request, email: str, password: str, address: str) -> Response:
+def _check_password(request: Request, hashing: HashingPool, email: str, password: str, address: str) -> Response:
     """The authoritative part, in a worker thread: the database throttle, the password, the failure record."""
     settings = request.app.state.settings
     with request.app.state.db.sessionmaker() as session:
         throttle.check(session, settings, email, address)  # 429 before any hashing
-        user = auth.authenticate(session, email, password, hashing=hashing_pool())
+        user = auth.authenticate(session, email, password, hashing=hashing)
         if user is None:
             throttle.record_failure(session, settings, email, address)
             session.commit()
@@ -79,21 +76,21 @@ async def login(request: Request) -> Response:
     gate = login_gate.gate(request)
     address = throttle.client_address(request, settings)
     if refused := gate.refusal(login_gate.address_key(address)):
-        return await _refused_from_memory(request, gate, refused)
+        await _refuse_from_memory(gate, refused)
     form = await request.form(max_files=0, max_fields=16)
     fields = {k: v if isinstance(v, str) else "" for k, v in form.items()}
     email, password = fields.get("email", ""), fields.get("password", "")
     if refused := gate.refusal(login_gate.account_key(email)):
-        return await _refused_from_memory(request, gate, refused)
+        await _refuse_from_memory(gate, refused)
     auth.check_csrf(auth.read_session(request), fields.get("csrf_token"))
     hashing = hashing_pool(settings.login_hash_queue)
     if hashing.waiting >= hashing.queue:  # the hashing thread would refuse it: say so before any database work
-        return await _refused_from_memory(request, gate, hashing.busy())
+        await _refuse_from_memory(gate, hashing.busy())
     try:
-        return await anyio.to_thread.run_sync(_check_password, request, email, password, address)
+        return await anyio.to_thread.run_sync(_check_password, request, hashing, email, password, address)
     except login_gate.LoginThrottled as exc:
         gate.learn(exc, address, email)
-        return _refused(request, exc)
+        raise
 
 
 @router.post("/logout")
