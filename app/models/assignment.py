@@ -5,11 +5,13 @@ Every condition has one slot per rank 0..target-1. Entries claim the free slot w
 conditions within one participant of each other and never above their targets. A slot is free when it has no
 participant, or its participant no longer fills it (timed out while active, declined consent, failed the
 attention checks): the next entrant takes it over. Slots are made lazily, a block of ranks at a time.
+The slots nobody holds have a partial index of their own, so that finding one does not walk the slots already
+held (which made an entry's cost grow with the number of participants in).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, Index, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base
@@ -28,5 +30,12 @@ class AssignmentSlot(Base):
 
     __table_args__ = (
         UniqueConstraint("condition_id", "rank"),
-        Index("ix_assignment_slots_claim_order", "study_id", "rank", "tiebreak"),
+        Index(
+            "ix_assignment_slots_free",
+            "study_id",
+            "rank",
+            "tiebreak",
+            postgresql_where=text("participant_id IS NULL"),
+            sqlite_where=text("participant_id IS NULL"),
+        ),
     )

@@ -161,6 +161,46 @@ def test_dropouts_free_their_slot_but_completed_participants_keep_it(db, make_st
         _enter(db, slug, new_pid())
 
 
+def _slot_of(db, token: str) -> tuple[str, int]:  # type: ignore[no-untyped-def]
+    with db.session() as s:
+        row = s.execute(
+            select(Condition.code, AssignmentSlot.rank)
+            .join(AssignmentSlot, AssignmentSlot.condition_id == Condition.id)
+            .join(Participant, Participant.id == AssignmentSlot.participant_id)
+            .where(Participant.token == token)
+        ).one()
+    return row[0], row[1]
+
+
+def test_a_freed_slot_low_down_is_taken_before_fresh_ones_of_every_kind(db, make_study, new_pid) -> None:  # type: ignore[no-untyped-def]
+    """Freed slots and never-held ones are found by different indexes; the entry still takes the lowest
+    (rank, tiebreak) of all of them, so a dropout's place is refilled first and the conditions stay balanced."""
+    slug = make_study(db, trials=2, pool=40, conditions=("CB", "CAI", "CAP"), target=50)
+    tokens = [_enter(db, slug, new_pid(), seed=i) for i in range(9)]  # ranks 0, 1, 2 of every condition
+    by_slot = {_slot_of(db, t): t for t in tokens}
+    assert sorted(by_slot) == sorted((c, r) for c in ("CB", "CAI", "CAP") for r in range(3))
+    with db.session() as s:
+        s.execute(update(Participant).where(Participant.token == by_slot[("CAI", 2)]).values(status="no_consent"))
+        s.execute(
+            update(Participant)
+            .where(Participant.token == by_slot[("CB", 1)])
+            .values(last_seen_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=31))
+        )
+        s.execute(update(Participant).where(Participant.token == by_slot[("CAP", 0)]).values(status="failed_attention"))
+    assert _slot_of(db, _enter(db, slug, new_pid())) == ("CAP", 0)
+    assert _slot_of(db, _enter(db, slug, new_pid())) == ("CB", 1)
+    assert _slot_of(db, _enter(db, slug, new_pid())) == ("CAI", 2)
+    assert _slot_of(db, _enter(db, slug, new_pid()))[1] == 3  # then the next fresh rank
+    with db.session() as s:  # the places filled: 3, 3 and 4, the dropouts' three taken over
+        held = s.execute(
+            select(Condition.code, func.count(AssignmentSlot.id))
+            .join(AssignmentSlot, AssignmentSlot.condition_id == Condition.id)
+            .where(AssignmentSlot.participant_id.isnot(None))
+            .group_by(Condition.code)
+        ).all()
+    assert sorted(n for _code, n in held) == [3, 3, 4]
+
+
 def test_test_participants_never_count_toward_targets(db, make_study, new_pid) -> None:  # type: ignore[no-untyped-def]
     slug = make_study(db, trials=2, pool=4, target=2)
     with db.session() as s:  # previews and bots (participants.is_test) in every condition, active and completed
