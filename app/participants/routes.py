@@ -16,7 +16,7 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from markupsafe import Markup
 from starlette.requests import Request
@@ -25,11 +25,13 @@ from starlette.responses import RedirectResponse, Response
 from app.forms import int_param, read_form
 from app.models import Stage
 from app.participants import answers, assignment, pages, pilots, viewing
+from app.participants.priority import EntriesFirst
 from app.participants.study_cache import StudyCache, StudyView
 from app.prolific import PARAMS, completion_url, parse_entry_params, refuse_repeated_params
 from app.web import HotPool, HotRoute, render, templates
 
 ENTRY_CONCURRENCY = 4
+R = TypeVar("R")
 SCREEN_FIELDS = ("dpr", "vw", "vh", "sw", "sh", "touch")
 TRIAL_FIELDS = ("label", "confidence", "rt_ms", "rendered", "touch")
 DEMOGRAPHIC_FIELDS = ("age", "gender", "student", "employment")
@@ -56,7 +58,13 @@ class _Hot:
         self.studies = StudyCache()
         self.pages = HotPool("pages", max(2, self.db.settings.db_pool_size - ENTRY_CONCURRENCY))
         self.entries = HotPool("entries", ENTRY_CONCURRENCY)
+        self.entries_first = EntriesFirst()
         self.choices: dict[int, tuple[StudyView, Markup]] = {}
+
+    async def page_work(self, fn: Callable[..., R], *args: Any) -> R:
+        """A page's database work, after any first entries in flight (participants.priority)."""
+        await self.entries_first.wait_for_entries()
+        return await self.pages.run(fn, *args)
 
     def choices_html(self, study: StudyView) -> Markup:
         """The trial page's label and confidence options (participant/_choices.html), rendered once per study
@@ -94,7 +102,8 @@ async def entry(request: Request) -> Response:
     hot = _hot(request)
     screen = viewing.measured_width(query.get("lp_vw"))
     try:
-        token = await hot.entries.run(assignment.enter, hot.engine, slug, params, None, test, screen)
+        async with hot.entries_first.entry():
+            token = await hot.entries.run(assignment.enter, hot.engine, slug, params, None, test, screen)
     except viewing.ScreenCheckNeeded as need:
         # Measure the window before assigning (a page with a small script; without JavaScript, Continue).
         keep = [(k, v) for k, v in query.multi_items() if k != "lp_vw"]
@@ -112,7 +121,7 @@ async def entry(request: Request) -> Response:
 async def page(request: Request) -> Response:
     token: str = request.path_params["token"]
     hot = _hot(request)
-    state = await hot.pages.run(pages.current_page, hot.engine, hot.studies, token)
+    state = await hot.page_work(pages.current_page, hot.engine, hot.studies, token)
     study = state.study
     ctx: dict[str, Any] = {"token": token, "study": study, "test_kind": state.test_kind}
     if state.stage == Stage.CONSENT:
@@ -153,7 +162,7 @@ async def page(request: Request) -> Response:
 
 async def _submit(request: Request, token: str, fn: Callable[..., None], *args: Any) -> Response:
     try:
-        await _hot(request).pages.run(fn, *args)
+        await _hot(request).page_work(fn, *args)
     except answers.WrongPage:
         pass  # an earlier or later page's form: nothing was stored, show the current page
     return _to_page(token)
