@@ -168,23 +168,35 @@ def make_slots(engine: Engine, study_id: int, rng: random.Random) -> bool:
     transaction. False when every condition already has slots up to its target. Safe to run concurrently: a
     rank that exists already is skipped, and each run leaves every condition at a common rank bound."""
     with engine.begin() as conn:
-        state = conn.execute(_SLOT_STATE, {"study_id": study_id}).all()
-        if not state:
-            return False
-        bound = max(made for _cid, _target, made in state) + SLOT_BLOCK
-        rows = [
-            {"study_id": study_id, "condition_id": cid, "rank": rank, "tiebreak": rng.randrange(1 << 30)}
-            for cid, target, made in state
-            for rank in range(made, min(target, bound))
-        ]
-        if not rows:
-            return False
-        keys = ["condition_id", "rank"]
-        if conn.dialect.name == "postgresql":
-            conn.execute(pg_insert(SL).on_conflict_do_nothing(index_elements=keys), rows)
-        else:
-            conn.execute(sqlite_insert(SL).on_conflict_do_nothing(index_elements=keys), rows)
+        return add_slot_block(conn, study_id, rng)
+
+
+def add_slot_block(conn: Connection, study_id: int, rng: random.Random) -> bool:
+    """make_slots in the caller's transaction."""
+    state = conn.execute(_SLOT_STATE, {"study_id": study_id}).all()
+    if not state:
+        return False
+    bound = max(made for _cid, _target, made in state) + SLOT_BLOCK
+    rows = [
+        {"study_id": study_id, "condition_id": cid, "rank": rank, "tiebreak": rng.randrange(1 << 30)}
+        for cid, target, made in state
+        for rank in range(made, min(target, bound))
+    ]
+    if not rows:
+        return False
+    keys = ["condition_id", "rank"]
+    if conn.dialect.name == "postgresql":
+        conn.execute(pg_insert(SL).on_conflict_do_nothing(index_elements=keys), rows)
+    else:
+        conn.execute(sqlite_insert(SL).on_conflict_do_nothing(index_elements=keys), rows)
     return True
+
+
+def open_slots(session: Session, study_id: int) -> None:
+    """The first block of slots, made when a study opens (activation, resume) in the session's transaction, so
+    that the launch burst's first entries find slots waiting instead of all making the same block at once (each
+    such insert waits on the others' uncommitted rows)."""
+    add_slot_block(session.connection(), study_id, entry_rng())
 
 
 class _PoolCache:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from app.errors import Conflict
 from app.jobs.service import unfinished_jobs
 from app.models import Study, StudyStatus
+from app.participants.assignment import open_slots
 from app.studies.service import activation_problems
 
 PHASES = ("draft", "generating", "ready", "active", "paused", "closed")
@@ -87,4 +88,6 @@ def apply(session: Session, study: Study, action: str) -> Study:
         raise Conflict(f"Cannot {action} study '{study.slug}': {refused}. Rule: {RULES[action]}")
     study.status = TARGETS[action]
     session.flush()
+    if study.status == StudyStatus.ACTIVE:
+        open_slots(session, study.id)
     return study

@@ -14,6 +14,7 @@ from app.errors import Conflict, NotFound
 from app.jobs.service import enqueue_generation, has_jobs, unfinished_jobs
 from app.models import Condition, Participant, ParticipantStatus, Stimulus, Study, StudyStatus
 from app.models.base import utcnow
+from app.participants.assignment import open_slots
 from app.participants.repository import is_real
 from app.studies.schema import StudyConfig, parse_study_config
 
@@ -134,6 +135,7 @@ def activate_study(session: Session, study: Study) -> Study:
         raise Conflict("cannot activate study '" + study.slug + "': " + "; ".join(problems))
     study.status = StudyStatus.ACTIVE
     session.flush()
+    open_slots(session, study.id)
     return study
 
 

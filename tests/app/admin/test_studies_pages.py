@@ -7,7 +7,7 @@ import pytest
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
 from sqlalchemy import func, select
 
-from app.models import AuditEntry, Job, JobStatus, Study
+from app.models import AssignmentSlot, AuditEntry, Job, JobStatus, Study
 from app.studies.service import get_study
 
 sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -171,6 +171,11 @@ def test_activate_pause_resume_close_and_the_audit_log(admin_client, db, make_st
         )
         with db.session() as s:
             assert get_study(s, "cycle").status == status
+            if action == "activate":  # the launch's first slots are made on activation, not by its first entries
+                slots = s.scalars(
+                    select(AssignmentSlot.rank).where(AssignmentSlot.study_id == get_study(s, "cycle").id)
+                ).all()
+                assert len(slots) == 3 * 10 and sorted(set(slots)) == list(range(10))  # 3 conditions, target 10
     # paused: a new participant is turned away politely
     r = admin_client.get("/s/cycle", params={"PROLIFIC_PID": new_pid()})
     assert r.status_code == 200 and "not accepting participants" in r.text
