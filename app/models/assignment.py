@@ -4,7 +4,8 @@ Every condition has one slot per rank 0..target-1. Entries claim the free slot w
 (PostgreSQL: ``FOR UPDATE SKIP LOCKED``, so simultaneous entries never wait for each other), which keeps the
 conditions within one participant of each other and never above their targets. A slot is free when it has no
 participant, or its participant no longer fills it (timed out while active, declined consent, failed the
-attention checks): the next entrant takes it over. Slots are made lazily, a block of ranks at a time.
+attention checks): the next entrant takes it over. Slots are made a block of ranks at a time: the first when
+the study opens, the next ones by the entry that finds none free.
 The slots nobody holds have a partial index of their own, so that finding one does not walk the slots already
 held (which made an entry's cost grow with the number of participants in).
 """

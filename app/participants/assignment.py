@@ -416,10 +416,10 @@ def _enter_test(engine: Engine, study: Any, params: EntryParams, test: EntryGran
 def entry_rng() -> random.Random:
     """A new entry's randomness (its trial order, attention checks' labels, new slots' tie-breaks): a Mersenne
     Twister seeded with 128 bits from the OS, one os.urandom call per entry. Not random.SystemRandom: that makes
-    an os.urandom call for every draw (41 for one entry), and each call gives up the GIL, which under a launch
-    burst a thread waits up to the 5 ms switch interval to get back; entries then took twice as long as any
-    other request. Nothing here needs unpredictability beyond a fresh seed: the draws only have to be
-    independent of everything the participant or the study controls."""
+    an os.urandom call for every draw (41 for one entry), each giving up the GIL and waiting to get it back on a
+    busy server (no change in the benchmarks was measurable from this alone). Nothing here needs
+    unpredictability beyond a fresh seed: the draws only have to be independent of everything the participant
+    or the study controls."""
     return random.Random(int.from_bytes(os.urandom(16), "big"))
 
 

@@ -67,5 +67,5 @@ class EntriesFirst:
         except TimeoutError:
             pass
         finally:
-            if fut in gate.waiting and fut.done():
+            if fut in gate.waiting:  # timed out or cancelled: the last entry's release will not see it
                 gate.waiting.remove(fut)
