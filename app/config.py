@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     # Prometheus metrics at /metrics, for a scraper that sends "Authorization: Bearer <token>" (or a logged-in
     # admin). Empty: /metrics does not exist.
     metrics_token: str = ""
+    # FastAPI's built-in OpenTelemetry (traces, metrics and logs through the globally configured providers, e.g.
+    # under `opentelemetry-instrument`). Off by default: lpstudy has its own metrics and logs, and looking up the
+    # global providers on every request cost ~2% of the participant path's server CPU with nothing listening.
+    opentelemetry: bool = False
 
     @model_validator(mode="after")
     def _refuse_insecure(self) -> Settings:

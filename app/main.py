@@ -58,7 +58,14 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
             if metrics is not None:
                 metrics.stop()
 
-    app = FastAPI(title="lpstudy", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app = FastAPI(
+        title="lpstudy",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+        telemetry=None if settings.opentelemetry else {"tracing": False, "metrics": False, "logs": False},
+    )
     app.state.settings = settings
     app.state.db = db or Database(settings)
     app.state.metrics = metrics

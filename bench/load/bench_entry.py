@@ -89,7 +89,7 @@ def run_one(name: str, code: Path, n: int, workers: int, tag: str, profile: str 
         **os.environ,
         "PYTHONPATH": str(code),
         "LPSTUDY_DATABASE_URL": url,
-        "LPSTUDY_ENV": "test",
+        "LPSTUDY_ENV": "development",  # as `lpstudy serve` runs (not "test": the app skips its start-up work)
         "LPSTUDY_SECRET_KEY": "b" * 40,
     }
     subprocess.run([PY, "-c", f"from app.db import upgrade; upgrade({url!r})"], env=env, check=True, cwd=code)
