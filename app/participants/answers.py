@@ -14,9 +14,9 @@ from sqlalchemy import Connection, Engine, update
 from app.errors import BadRequest, NotFound
 from app.models import ParticipantStatus, Stage
 from app.models.base import utcnow
+from app.participants import direct, viewing
 from app.participants import statements as q
-from app.participants import viewing
-from app.participants.study_cache import StudyCache
+from app.participants.study_cache import StudyCache, StudyView
 from app.participants.tables import NOT_FOUND, TRIALS, P, autocommit
 
 GENDERS = ("female", "male", "non-binary", "other", "prefer-not-to-say")
@@ -108,58 +108,86 @@ def submit_trial(
 ) -> None:
     """Store one answer. On an image trial, `rendered` (the sizes the browser drew the image at) is stored for
     the participant's first image only (`rendered_sizes IS NULL`), with `touch` if the page was touched."""
-    pg = engine.dialect.name == "postgresql"
     if not 0 <= position <= MAX_POSITION:  # also keeps the value inside the database's 32-bit integers
         raise BadRequest("This answer is not for a trial of this study. Nothing was saved.")
-    # PostgreSQL: the SELECT, then both UPDATEs in one statement (autocommit). SQLite: one transaction.
-    with autocommit(engine) if pg else engine.begin() as conn:
-        r = conn.execute(q.ANSWER, {"token": token, "position": position}).first()
-        if r is None:
-            raise NotFound(NOT_FOUND, title="Page not found")
-        if r.stage != TRIALS or position < r.position:
-            raise WrongPage()  # an earlier page (back button, double submit): nothing changes
-        if position > r.position:
-            raise BadRequest("This answer is not for the image you are being shown. Nothing was saved.")
-        study = studies.get(conn, r.study_id)
-        lab = _int_in(
-            label, 0, len(study.labels) - 1, "Please choose a label.", "The label you sent is not one of the options."
-        )
-        conf = _int_in(
-            confidence, 1, 5, "Please choose how confident you are.", "The confidence you sent is not one of 1 to 5."
-        )
-        rt: int | None = None
-        try:
-            rt = int(float(rt_ms)) if rt_ms not in (None, "") else None  # type: ignore[arg-type]
-        except (ValueError, OverflowError):
-            rt = None
-        if rt is not None and not 0 <= rt <= MAX_RT_MS:
-            rt = None
-        if r.trial_id is None:
-            raise BadRequest("This trial does not exist.")
-        last = position + 1 >= (r.total or 0)
-        failed = r.kind == "attention" and lab != r.expected_label
-        params = {
-            "b_id": r.id,
-            "b_pos": position,
-            "b_next": position + 1,
-            "b_stage": Stage.DEMOGRAPHICS.value if last else TRIALS,
-            "b_fail": 1 if failed else 0,
-            "b_now": utcnow(),
-        }
-        answer = {"b_label": lab, "b_conf": conf, "b_rt": rt}
-        if pg:
-            if conn.execute(q.ANSWER_PG, {**params, **answer, "b_tid": r.trial_id}).scalar_one() != 1:
-                raise WrongPage()
-        else:
-            if conn.execute(q.ADVANCE_TRIAL, params).rowcount != 1:
-                raise WrongPage()
-            conn.execute(q.STORE_ANSWER, {**answer, "b_id": r.trial_id, "b_now": params["b_now"]})
-        sizes = viewing.rendered_sizes(rendered, study.scales) if r.kind == "stimulus" and rendered else None
+    where = {"token": token, "position": position}
+    if engine.dialect.name == "postgresql":
+        # the SELECT, then both UPDATEs in one statement, each in autocommit (app.participants.direct)
+        run = direct.for_engine(engine)
+        r: Any = run.first(q.ANSWER, where)
+        study = _answerable(r, position, studies, engine)
+        params, answer = _answer_params(r, position, study, label, confidence, rt_ms)
+        if run.first(q.ANSWER_PG, {**params, **answer, "b_tid": r.trial_id})[0] != 1:
+            raise WrongPage()
+        sizes = _sizes(r, study, rendered)
         if sizes is not None:
-            values: dict[str, Any] = {"rendered_sizes": sizes}
-            if touch == "1":
-                values["touch"] = True
-            conn.execute(update(P).where(P.c.id == r.id, P.c.rendered_sizes.is_(None)).values(**values))
+            with autocommit(engine) as conn:
+                _store_sizes(conn, r.id, sizes, touch)
+        return
+    with engine.begin() as conn:  # SQLite: one transaction
+        r = conn.execute(q.ANSWER, where).first()
+        study = _answerable(r, position, studies, conn)
+        params, answer = _answer_params(r, position, study, label, confidence, rt_ms)
+        if conn.execute(q.ADVANCE_TRIAL, params).rowcount != 1:
+            raise WrongPage()
+        conn.execute(q.STORE_ANSWER, {**answer, "b_id": r.trial_id, "b_now": params["b_now"]})
+        sizes = _sizes(r, study, rendered)
+        if sizes is not None:
+            _store_sizes(conn, r.id, sizes, touch)
+
+
+def _answerable(r: Any, position: int, studies: StudyCache, db: Connection | Engine) -> StudyView:
+    """The study, if the answer row `r` says the participant is at `position` in their trials; else the error."""
+    if r is None:
+        raise NotFound(NOT_FOUND, title="Page not found")
+    if r.stage != TRIALS or position < r.position:
+        raise WrongPage()  # an earlier page (back button, double submit): nothing changes
+    if position > r.position:
+        raise BadRequest("This answer is not for the image you are being shown. Nothing was saved.")
+    return studies.get(db, r.study_id)
+
+
+def _answer_params(
+    r: Any, position: int, study: StudyView, label: str | None, confidence: str | None, rt_ms: str | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The checked answer: (the participant's move, the trial's answer) as the statements' parameters."""
+    lab = _int_in(
+        label, 0, len(study.labels) - 1, "Please choose a label.", "The label you sent is not one of the options."
+    )
+    conf = _int_in(
+        confidence, 1, 5, "Please choose how confident you are.", "The confidence you sent is not one of 1 to 5."
+    )
+    rt: int | None = None
+    try:
+        rt = int(float(rt_ms)) if rt_ms not in (None, "") else None  # type: ignore[arg-type]
+    except (ValueError, OverflowError):
+        rt = None
+    if rt is not None and not 0 <= rt <= MAX_RT_MS:
+        rt = None
+    if r.trial_id is None:
+        raise BadRequest("This trial does not exist.")
+    last = position + 1 >= (r.total or 0)
+    failed = r.kind == "attention" and lab != r.expected_label
+    params = {
+        "b_id": r.id,
+        "b_pos": position,
+        "b_next": position + 1,
+        "b_stage": Stage.DEMOGRAPHICS.value if last else TRIALS,
+        "b_fail": 1 if failed else 0,
+        "b_now": utcnow(),
+    }
+    return params, {"b_label": lab, "b_conf": conf, "b_rt": rt}
+
+
+def _sizes(r: Any, study: StudyView, rendered: str | None) -> dict[str, list[float]] | None:
+    return viewing.rendered_sizes(rendered, study.scales) if r.kind == "stimulus" and rendered else None
+
+
+def _store_sizes(conn: Connection, participant_id: int, sizes: dict[str, list[float]], touch: str | None) -> None:
+    values: dict[str, Any] = {"rendered_sizes": sizes}
+    if touch == "1":
+        values["touch"] = True
+    conn.execute(update(P).where(P.c.id == participant_id, P.c.rendered_sizes.is_(None)).values(**values))
 
 
 def submit_demographics(

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Engine
 
 from app.errors import NotFound
 from app.models import ParticipantStatus, Stage, Study
 from app.models.base import utcnow
+from app.participants import direct
 from app.participants import statements as q
 from app.participants.study_cache import StudyCache, StudyView
 from app.participants.tables import NOT_FOUND, TRIALS, autocommit, aware
@@ -50,31 +52,36 @@ def current_page(engine: Engine, studies: StudyCache, token: str) -> PageState:
     """The participant's current page. Marks the trial shown (once) and refreshes last_seen_at (at most every
     TOUCH_INTERVAL_S), each with a single conditional UPDATE (on PostgreSQL all in the page's one statement)."""
     now = utcnow()
-    pg = engine.dialect.name == "postgresql"
-    with autocommit(engine) as conn:
-        if pg:
-            params = {"b_token": token, "b_now": now, "b_touch_before": now - dt.timedelta(seconds=TOUCH_INTERVAL_S)}
-            r = conn.execute(q.PAGE_PG, params).first()
-        else:
-            r = conn.execute(q.PAGE, {"token": token}).first()
+    if engine.dialect.name == "postgresql":
+        params = {"b_token": token, "b_now": now, "b_touch_before": now - dt.timedelta(seconds=TOUCH_INTERVAL_S)}
+        r = direct.for_engine(engine).first(q.PAGE_PG, params)  # one statement marks shown and touches too
         if r is None:
             raise NotFound(NOT_FOUND, title="Page not found")
-        state = PageState(stage=r.stage, status=r.status, study=studies.get(conn, r.study_id), test_kind=r.test_kind)
-        if r.stage == TRIALS:
-            if r.trial_id is None:
-                raise NotFound("This trial does not exist.")
-            state.total_trials = r.total or 0
-            state.image_number, state.image_total = image_progress(
-                r.position, state.total_trials, state.study.attention
-            )
-            state.trial = TrialView(r.position, r.kind, r.expected_label)
-            if r.public_id is not None:
-                state.stimulus_public_id = r.public_id
-                state.stimulus_size = (r.width, r.height)
-            if r.shown_at is None and not pg:
-                conn.execute(q.SHOWN, {"b_id": r.trial_id, "b_now": now})
-        if not pg and r.stage != Stage.DONE and (now - aware(r.last_seen_at)).total_seconds() > TOUCH_INTERVAL_S:
+        return _state(r, studies.get(engine, r.study_id))
+    with autocommit(engine) as conn:
+        r = conn.execute(q.PAGE, {"token": token}).first()
+        if r is None:
+            raise NotFound(NOT_FOUND, title="Page not found")
+        state = _state(r, studies.get(conn, r.study_id))
+        if r.stage == TRIALS and r.shown_at is None:
+            conn.execute(q.SHOWN, {"b_id": r.trial_id, "b_now": now})
+        if r.stage != Stage.DONE and (now - aware(r.last_seen_at)).total_seconds() > TOUCH_INTERVAL_S:
             conn.execute(q.TOUCH, {"b_id": r.id, "b_now": now})
+    return state
+
+
+def _state(r: Any, study: StudyView) -> PageState:
+    """The page from the page statement's row."""
+    state = PageState(stage=r.stage, status=r.status, study=study, test_kind=r.test_kind)
+    if r.stage == TRIALS:
+        if r.trial_id is None:
+            raise NotFound("This trial does not exist.")
+        state.total_trials = r.total or 0
+        state.image_number, state.image_total = image_progress(r.position, state.total_trials, study.attention)
+        state.trial = TrialView(r.position, r.kind, r.expected_label)
+        if r.public_id is not None:
+            state.stimulus_public_id = r.public_id
+            state.stimulus_size = (r.width, r.height)
     return state
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, Engine, bindparam, select
 
 from app.participants import keys
 from app.participants.tables import ST
@@ -61,12 +61,17 @@ class StudyCache:
         self.ttl_s = ttl_s
         self._views: dict[int, tuple[float, StudyView]] = {}
 
-    def get(self, conn: Connection, study_id: int) -> StudyView:
+    def get(self, db: Connection | Engine, study_id: int) -> StudyView:
+        """The study's view; on a miss read with `db` (a connection, or an engine to take one from)."""
         now = time.monotonic()
         hit = self._views.get(study_id)
         if hit is not None and hit[0] > now:
             return hit[1]
-        r = conn.execute(STUDY_VIEW, {"study_id": study_id}).one()
+        if isinstance(db, Engine):
+            with db.connect() as conn:
+                r = conn.execute(STUDY_VIEW, {"study_id": study_id}).one()
+        else:
+            r = db.execute(STUDY_VIEW, {"study_id": study_id}).one()
         lkeys = keys.label_keys(r.labels)
         ckeys = keys.confidence_keys(lkeys)
         view = StudyView(

@@ -1,0 +1,109 @@
+"""app.participants.direct on a real PostgreSQL: the hot path's statements run on the pooled psycopg connection.
+
+What it must keep from the SQLAlchemy path: the same rows, connections handed back to the pool as SQLAlchemy's
+own transactions expect them (not in autocommit), SQLAlchemy's exceptions (so the retry and the 503 page see a
+transient error as one), and a dropped connection replaced rather than handed out again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import pytest
+from sqlalchemy import JSON, bindparam, create_engine, exc, func, literal, select, text
+from sqlalchemy.pool import NullPool
+
+from app.db import Database, is_transient, normalize_url
+from app.models import Participant
+from app.models.base import utcnow
+from app.participants import direct, pages
+from app.participants import statements as q
+from app.participants.tables import P
+from tests.app.participants.test_flow import walk_to_trials
+
+pytestmark = [
+    pytest.mark.skipif(
+        "postgresql" not in os.environ.get("LPSTUDY_TEST_BACKENDS", "sqlite,postgresql"),
+        reason="PostgreSQL is not among the test backends",
+    ),
+    pytest.mark.parametrize("db_url", ["postgresql"], indirect=True),
+]
+
+
+def _token(client, db: Database, make_study, new_pid) -> str:  # type: ignore[no-untyped-def]
+    make_study(db, trials=5)
+    url = walk_to_trials(client, "test-study", new_pid())
+    return str(url.rsplit("/", 1)[1])
+
+
+def test_rows_are_the_ones_sqlalchemy_returns(client, db: Database, make_study, new_pid) -> None:  # type: ignore[no-untyped-def]
+    token = _token(client, db, make_study, new_pid)
+    run = direct.for_engine(db.engine)
+    assert direct.for_engine(db.engine) is run
+    old = utcnow() - dt.timedelta(hours=1)
+    # the page statement writes (shown_at, last_seen_at) only once, so compare on a statement that only reads
+    # first, then check the page statement's writes and row against what the database then holds
+    with db.engine.connect() as conn:
+        want = conn.execute(q.ANSWER, {"token": token, "position": 0}).first()
+    got = run.first(q.ANSWER, {"token": token, "position": 0})
+    assert want is not None and got is not None
+    assert tuple(got) == tuple(want) and got._fields == tuple(want._mapping.keys())
+    assert got.trial_id is not None and got.total == 5
+
+    row = run.first(q.PAGE_PG, {"b_token": token, "b_now": old, "b_touch_before": old})
+    assert (row.stage, row.position, row.trial_id, row.total) == ("trials", 0, got.trial_id, 5)
+    assert row.last_seen_at.tzinfo is not None  # timestamptz comes back aware, as through SQLAlchemy
+    with db.engine.connect() as conn:
+        shown = conn.execute(text("SELECT shown_at FROM trials WHERE id = :i"), {"i": row.trial_id}).scalar()
+    assert shown == old
+    assert run.first(q.PAGE_PG, {"b_token": "no-such-token", "b_now": old, "b_touch_before": old}) is None
+
+
+def test_connections_go_back_to_the_pool_out_of_autocommit(client, db: Database, make_study, new_pid) -> None:  # type: ignore[no-untyped-def]
+    token = _token(client, db, make_study, new_pid)
+    run = direct.for_engine(db.engine)
+    run.first(q.ANSWER, {"token": token, "position": 0})
+    with pytest.raises(exc.DBAPIError):  # an error inside the statement
+        run.first(select(func.sqrt(literal(-1.0))), {})
+    # the same pooled connection(s) now run a SQLAlchemy transaction: a rollback must undo its write
+    for _ in range(3):
+        with db.engine.connect() as conn:
+            assert conn.connection.driver_connection.autocommit is False  # type: ignore[union-attr]
+            tx = conn.begin()
+            conn.execute(P.update().where(P.c.token == token).values(age=77))
+            tx.rollback()
+    with db.session() as s:
+        assert s.scalar(select(Participant.age).where(Participant.token == token)) is None
+
+
+def test_errors_are_sqlalchemy_errors_and_a_dropped_connection_is_replaced(client, db, make_study, new_pid) -> None:  # type: ignore[no-untyped-def]
+    token = _token(client, db, make_study, new_pid)
+    run = direct.for_engine(db.engine)
+    pid = run.first(select(func.pg_backend_pid()), {})[0]
+    other = create_engine(normalize_url(db.settings.database_url), poolclass=NullPool)
+    with other.connect() as conn:  # the server drops the pooled connection, as a restart would
+        assert conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar() is True
+    other.dispose()
+    with pytest.raises(exc.OperationalError) as caught:
+        run.first(q.ANSWER, {"token": token, "position": 0})
+    assert caught.value.connection_invalidated and is_transient(caught.value)
+    # the dead connection was not put back: the next call gets a live one
+    assert run.first(q.ANSWER, {"token": token, "position": 0}).stage == "trials"
+    assert run.first(select(func.pg_backend_pid()), {})[0] != pid
+
+
+def test_missing_parameters_and_statements_it_cannot_run_are_refused(db: Database) -> None:
+    run = direct.for_engine(db.engine)
+    with pytest.raises(exc.ArgumentError, match="b_token"):
+        run.first(q.PAGE_PG, {"b_now": utcnow(), "b_touch_before": utcnow()})
+    needs_processing = select(bindparam("doc", type_=JSON).label("doc"))  # JSON binds are serialised by SQLAlchemy
+    with pytest.raises(ValueError, match="bind processing"):
+        run.first(needs_processing, {"doc": {"a": 1}})
+
+
+def test_page_view_on_postgresql_uses_the_direct_path(client, db: Database, make_study, new_pid) -> None:  # type: ignore[no-untyped-def]
+    token = _token(client, db, make_study, new_pid)
+    state = pages.current_page(db.engine, pages.StudyCache(), token)
+    assert state.stage == "trials" and state.trial is not None and state.total_trials == 5
+    assert id(q.PAGE_PG) in direct.for_engine(db.engine)._compiled
