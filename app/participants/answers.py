@@ -112,7 +112,12 @@ def submit_trial(
         raise BadRequest("This answer is not for a trial of this study. Nothing was saved.")
     where = {"token": token, "position": position}
     if engine.dialect.name == "postgresql":
-        # the SELECT, then both UPDATEs in one statement, each in autocommit (app.participants.direct)
+        lab, conf = _digits(label), _digits(confidence)
+        if lab is not None and conf is not None and 1 <= conf <= 5:
+            _answer_in_one(engine, studies, token, position, lab, conf, _rt(rt_ms), rendered, touch)
+            return
+        # A missing or malformed label or confidence: the SELECT says what is wrong (or, on a page the
+        # participant has left, redirects) in the same order as on SQLite; what passes is stored as before.
         run = direct.for_engine(engine)
         r: Any = run.first(q.ANSWER, where)
         study = _answerable(r, position, studies, engine)
@@ -157,13 +162,7 @@ def _answer_params(
     conf = _int_in(
         confidence, 1, 5, "Please choose how confident you are.", "The confidence you sent is not one of 1 to 5."
     )
-    rt: int | None = None
-    try:
-        rt = int(float(rt_ms)) if rt_ms not in (None, "") else None  # type: ignore[arg-type]
-    except (ValueError, OverflowError):
-        rt = None
-    if rt is not None and not 0 <= rt <= MAX_RT_MS:
-        rt = None
+    rt = _rt(rt_ms)
     if r.trial_id is None:
         raise BadRequest("This trial does not exist.")
     last = position + 1 >= (r.total or 0)
@@ -177,6 +176,55 @@ def _answer_params(
         "b_now": utcnow(),
     }
     return params, {"b_label": lab, "b_conf": conf, "b_rt": rt}
+
+
+def _digits(value: str | None) -> int | None:
+    """An integer written as _int_in accepts it (ASCII digits, at most 6, surrounding spaces allowed), or None."""
+    text = (value or "").strip()
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 6 else None
+
+
+def _rt(rt_ms: str | None) -> int | None:
+    """The response time the page measured, in ms; None when absent, malformed or out of range."""
+    try:
+        rt = int(float(rt_ms)) if rt_ms not in (None, "") else None  # type: ignore[arg-type]
+    except (ValueError, OverflowError):
+        return None
+    return rt if rt is not None and 0 <= rt <= MAX_RT_MS else None
+
+
+def _answer_in_one(
+    engine: Engine,
+    studies: StudyCache,
+    token: str,
+    position: int,
+    lab: int,
+    conf: int,
+    rt: int | None,
+    rendered: str | None,
+    touch: str | None,
+) -> None:
+    """PostgreSQL, a well-formed label and confidence: check, move and store in one statement
+    (statements.ANSWER_ONE_PG); when nothing moved, its row says why, checked in the two-statement path's order."""
+    params = {"b_token": token, "b_pos": position, "b_label": lab, "b_conf": conf, "b_rt": rt, "b_now": utcnow()}
+    r = direct.for_engine(engine).first(q.ANSWER_ONE_PG, params)
+    if r is None:
+        raise NotFound(NOT_FOUND, title="Page not found")
+    if not r.advanced:
+        if r.stage != TRIALS or position < r.position:
+            raise WrongPage()  # an earlier page (back button, double submit): nothing changes
+        if position > r.position:
+            raise BadRequest("This answer is not for the image you are being shown. Nothing was saved.")
+        if r.n_labels is None or lab >= r.n_labels:
+            raise BadRequest("The label you sent is not one of the options. Nothing was saved.")
+        if r.trial_id is None:
+            raise BadRequest("This trial does not exist.")
+        raise WrongPage()  # a simultaneous submit of the same page moved the participant first
+    if r.kind == "stimulus" and rendered:
+        sizes = viewing.rendered_sizes(rendered, studies.get(engine, r.study_id).scales)
+        if sizes is not None:
+            with autocommit(engine) as conn:
+                _store_sizes(conn, r.id, sizes, touch)
 
 
 def _sizes(r: Any, study: StudyView, rendered: str | None) -> dict[str, list[float]] | None:

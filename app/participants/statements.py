@@ -3,17 +3,18 @@
 A page view is one SELECT that joins the participant, the current trial and its stimulus, then at most two
 conditional UPDATEs, in autocommit (each UPDATE is a single statement, atomic on its own). An answer is that
 SELECT plus two UPDATEs in one transaction. On PostgreSQL both are single statements with data-modifying CTEs
-(`PAGE_PG`, `ANSWER_PG`). Statements are built once at import, so their SQL and cache keys are computed once.
+(`PAGE_PG`; `ANSWER_ONE_PG` for a well-formed answer, `ANSWER` then `ANSWER_PG` for one that is not).
+Statements are built once at import, so their SQL and cache keys are computed once.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, exists, func, select, update
+from sqlalchemy import and_, bindparam, case, exists, func, literal_column, select, update
 
 from app.models import Stage
-from app.participants.tables import TRIALS, P, S, T
+from app.participants.tables import ST, TRIALS, P, S, T
 
 
 def trial_count() -> Any:
@@ -187,3 +188,75 @@ ANSWER = (
 
 STAGE_OF = select(P.c.stage).where(P.c.token == bindparam("token"))
 DEMOGRAPHICS = select(P.c.id, P.c.study_id, P.c.stage, P.c.attention_failures).where(P.c.token == bindparam("token"))
+
+
+# PostgreSQL: an answer in one statement, SELECT and both UPDATEs, for a label and confidence already known to be
+# well-formed (app.participants.answers checks the label against the study here: `b_label < n_labels`). The
+# participant moves only if they are in their trials at `b_pos`, that trial exists and the label is one of the
+# study's; the answer is stored only if they moved and it was not stored before. The row is the participant and
+# trial as they were before the statement (one snapshot), with `advanced` 1 or 0, so a refusal can be explained.
+_pa = (
+    select(P.c.id, P.c.study_id, P.c.stage, P.c.position)
+    .where(P.c.token == bindparam("b_token"))
+    .cte("pa")
+)
+_pid = select(_pa.c.id).scalar_subquery()
+_ta = (
+    select(T.c.id, T.c.kind, T.c.expected_label)
+    .where(T.c.participant_id == _pid, T.c.position == bindparam("b_pos"))
+    .cte("ta")
+)
+_t3 = T.alias("t3")
+_n_trials = select(func.count()).select_from(_t3).where(_t3.c.participant_id == _pid).scalar_subquery()
+_n_labels = (
+    select(func.json_array_length(ST.c.labels))
+    .where(ST.c.id == select(_pa.c.study_id).scalar_subquery())
+    .scalar_subquery()
+)
+_label = bindparam("b_label", type_=T.c.response_label.type)
+_moved = (
+    update(P)
+    .where(
+        P.c.id == _pa.c.id,
+        P.c.stage == TRIALS,
+        P.c.position == bindparam("b_pos"),
+        _ta.c.id.is_not(None),
+        _label < _n_labels,
+    )
+    .values(
+        position=bindparam("b_pos") + 1,
+        stage=case((bindparam("b_pos") + 1 >= _n_trials, Stage.DEMOGRAPHICS.value), else_=TRIALS),
+        attention_failures=P.c.attention_failures
+        + case((and_(_ta.c.kind == "attention", _ta.c.expected_label.is_distinct_from(_label)), 1), else_=0),
+        last_seen_at=bindparam("b_now", type_=_NOW),
+    )
+    .returning(P.c.id)
+    .cte("moved")
+)
+_stored = (
+    update(T)
+    .where(T.c.id == _ta.c.id, T.c.answered_at.is_(None), exists(select(_moved.c.id)))
+    .values(
+        response_label=_label,
+        confidence=bindparam("b_conf", type_=T.c.confidence.type),
+        rt_ms=bindparam("b_rt", type_=T.c.rt_ms.type),
+        answered_at=bindparam("b_now", type_=_NOW),
+        shown_at=func.coalesce(T.c.shown_at, bindparam("b_now", type_=_NOW)),
+    )
+    .returning(T.c.id)
+    .cte("stored")
+)
+ANSWER_ONE_PG = (
+    select(
+        _pa.c.id,
+        _pa.c.study_id,
+        _pa.c.stage,
+        _pa.c.position,
+        _ta.c.id.label("trial_id"),
+        _ta.c.kind,
+        _n_labels.label("n_labels"),
+        select(func.count()).select_from(_moved).scalar_subquery().label("advanced"),
+    )
+    .select_from(_pa.outerjoin(_ta, literal_column("true")))
+    .add_cte(_stored)
+)
