@@ -116,19 +116,11 @@ def submit_trial(
         if lab is not None and conf is not None and 1 <= conf <= 5:
             _answer_in_one(engine, studies, token, position, lab, conf, _rt(rt_ms), rendered, touch)
             return
-        # A missing or malformed label or confidence: the SELECT says what is wrong (or, on a page the
-        # participant has left, redirects) in the same order as on SQLite; what passes is stored as before.
-        run = direct.for_engine(engine)
-        r: Any = run.first(q.ANSWER, where)
-        study = _answerable(r, position, studies, engine)
-        params, answer = _answer_params(r, position, study, label, confidence, rt_ms)
-        if run.first(q.ANSWER_PG, {**params, **answer, "b_tid": r.trial_id})[0] != 1:
-            raise WrongPage()
-        sizes = _sizes(r, study, rendered)
-        if sizes is not None:
-            with autocommit(engine) as conn:
-                _store_sizes(conn, r.id, sizes, touch)
-        return
+        # A missing or malformed label or confidence: nothing is stored; the SELECT says why (or, on a page the
+        # participant has left, redirects), in the same order as on SQLite.
+        r: Any = direct.for_engine(engine).first(q.ANSWER, where)
+        _answer_params(r, position, _answerable(r, position, studies, engine), label, confidence, rt_ms)
+        raise BadRequest("This answer is not valid. Nothing was saved.")  # not reached: _answer_params refuses it
     with engine.begin() as conn:  # SQLite: one transaction
         r = conn.execute(q.ANSWER, where).first()
         study = _answerable(r, position, studies, conn)

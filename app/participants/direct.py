@@ -54,8 +54,14 @@ class Direct:
     """Runs compiled statements for one engine, in autocommit, on its pool's connections."""
 
     def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+        self._engine = weakref.ref(engine)  # not a strong reference: for_engine's cache is keyed by the engine
         self._compiled: dict[int, tuple[ClauseElement, Compiled]] = {}
+
+    @property
+    def engine(self) -> Engine:
+        engine = self._engine()
+        assert engine is not None, "the engine is gone"
+        return engine
 
     def compiled(self, stmt: ClauseElement) -> Compiled:
         hit = self._compiled.get(id(stmt))
@@ -65,21 +71,22 @@ class Direct:
 
     def first(self, stmt: ClauseElement, params: Mapping[str, Any]) -> Any:
         """The statement's first row (a named tuple), or None."""
+        engine = self.engine
         c = self.compiled(stmt)
         bound = c.params(params)
-        error = self.engine.dialect.loaded_dbapi.Error
+        error = engine.dialect.loaded_dbapi.Error
         try:
-            fairy = self.engine.raw_connection()
+            fairy = engine.raw_connection()
         except error as e:  # the server is down or refusing: as Engine.connect() would raise it
-            raise exc.DBAPIError.instance(None, None, e, error, dialect=self.engine.dialect) from e
+            raise exc.DBAPIError.instance(None, None, e, error, dialect=engine.dialect) from e
         try:
             row = _run(fairy.driver_connection, c.sql, bound)
         except error as e:
-            invalidated = self.engine.dialect.is_disconnect(e, fairy.dbapi_connection, None)
+            invalidated = engine.dialect.is_disconnect(e, fairy.dbapi_connection, None)
             if invalidated:
                 fairy.invalidate(e)
             raise exc.DBAPIError.instance(
-                c.sql, bound, e, error, connection_invalidated=invalidated, dialect=self.engine.dialect
+                c.sql, bound, e, error, connection_invalidated=invalidated, dialect=engine.dialect
             ) from e
         finally:
             conn = fairy.driver_connection

@@ -3,7 +3,7 @@
 A page view is one SELECT that joins the participant, the current trial and its stimulus, then at most two
 conditional UPDATEs, in autocommit (each UPDATE is a single statement, atomic on its own). An answer is that
 SELECT plus two UPDATEs in one transaction. On PostgreSQL both are single statements with data-modifying CTEs
-(`PAGE_PG`; `ANSWER_ONE_PG` for a well-formed answer, `ANSWER` then `ANSWER_PG` for one that is not).
+(`PAGE_PG`, `ANSWER_ONE_PG`); an answer whose label or confidence is malformed is only read (`ANSWER`), to say why.
 Statements are built once at import, so their SQL and cache keys are computed once.
 """
 
@@ -150,23 +150,6 @@ PAGE_PG = (
         .cte("touch")
     )
 )
-_adv = ADVANCE_TRIAL.returning(P.c.id).cte("adv")
-_ans = (
-    update(T)
-    .where(T.c.id == bindparam("b_tid"), T.c.answered_at.is_(None), exists(select(_adv.c.id)))
-    .values(
-        response_label=bindparam("b_label", type_=T.c.response_label.type),
-        confidence=bindparam("b_conf", type_=T.c.confidence.type),
-        rt_ms=bindparam("b_rt", type_=T.c.rt_ms.type),
-        answered_at=bindparam("b_now", type_=_NOW),
-        shown_at=func.coalesce(T.c.shown_at, bindparam("b_now", type_=_NOW)),
-    )
-    .returning(T.c.id)
-    .cte("ans")
-)
-# Both UPDATEs in one statement: atomic without a transaction block. "advanced" is 0 when the form was stale.
-ANSWER_PG = select(select(func.count()).select_from(_adv).scalar_subquery().label("advanced"))
-ANSWER_PG = ANSWER_PG.add_cte(_ans)
 
 
 # The participant and the trial at the position the answer is for, with the number of trials (both dialects).
