@@ -1,11 +1,12 @@
 """Entry and assignment: a PID's participant, or a new one in the least-filled condition with its trials.
 
-Assignment claims a slot (app.models.assignment): every condition has one slot per rank up to its target, and an
-entry takes the free slot with the lowest (rank, tiebreak). Taking ranks in order is "least-filled first, random
-tie-break": the conditions stay within one participant of each other and never pass their targets, across any
-number of server processes. On PostgreSQL the claim is ``FOR UPDATE SKIP LOCKED``, so simultaneous entries each
-take a different slot and none waits for another (the old design queued every entry of a study on one row
-lock). SQLite has one writer anyway: there the entry takes the writer lock first and then claims.
+Assignment claims a slot (app.models.assignment; the slots' statements are in app.participants.slots): every
+condition has one slot per rank up to its target, and an entry takes the free slot with the lowest (rank,
+tiebreak). Taking ranks in order is "least-filled first, random tie-break": the conditions stay within one
+participant of each other and never pass their targets, across any number of server processes. On PostgreSQL the
+claim is ``FOR UPDATE SKIP LOCKED``, so simultaneous entries each take a different slot and none waits for another
+(the old design queued every entry of a study on one row lock). SQLite has one writer anyway: there the entry
+takes the writer lock first and then claims.
 
 A slot is free when nobody holds it or its holder no longer fills it: completed and recently active participants
 fill their slot; one who timed out, declined consent or failed the attention checks does not, and the next
@@ -25,11 +26,11 @@ to the new holder, as the old holder's exposures no longer count.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import random
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import (
@@ -37,32 +38,26 @@ from sqlalchemy import (
     Engine,
     Integer,
     String,
-    Table,
     bindparam,
     func,
     insert,
     select,
     true,
-    union_all,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.errors import BadRequest, NotFound, StudyUnavailable
-from app.models import AssignmentSlot, ParticipantStatus, Stage, Study, StudyStatus
+from app.models import Stage, Study, StudyStatus
 from app.models.base import utcnow
-from app.participants import viewing
+from app.participants import direct, slots, viewing
 from app.participants.pilots import EntryGrant
-from app.participants.tables import ACTIVE, ST, C, P, S, T, autocommit, new_token
+from app.participants.slots import SL
+from app.participants.tables import ACTIVE, ST, C, P, S, T, autocommit, entry_rng, new_token
 from app.prolific import EntryParams
 
-SL: Table = AssignmentSlot.__table__  # type: ignore[assignment]
-# Slots are made this many ranks ahead of the highest existing one, for every condition at once.
-SLOT_BLOCK = 128
 # A condition's pool (stimulus ids) is read at most this often per process; pools change only between studies'
 # phases (generation, review), and a stale pool still gives valid, distinct stimuli.
 POOL_CACHE_TTL_S = 10.0
@@ -83,59 +78,8 @@ _STUDY_FOR_ENTRY = select(
     .label("existing"),
 ).where(ST.c.slug == bindparam("slug"))
 
-# The free slot to claim: the lowest (rank, tiebreak) below the condition's target that nobody holds, or whose
-# holder no longer fills it. Each kind of free slot is found by an index of its own, not by walking the slots
-# already held (which cost an entry 2.4 ms of PostgreSQL time at 720 participants): slots nobody holds by their
-# partial index, slots of holders who declined or failed the checks, or timed out, from the participants'
-# (study_id, status, last_seen_at) index. One statement, the lowest of each kind (each locked with SKIP
-# LOCKED on PostgreSQL); the entry takes the lowest of them. Every status but active and completed is one that
-# no longer fills a slot.
-_RELEASED = [s.value for s in ParticipantStatus if s not in (ParticipantStatus.ACTIVE, ParticipantStatus.COMPLETED)]
-
-
-def _lowest(pg: bool, source: Any, *where: Any) -> Any:
-    q = (
-        select(SL.c.id, SL.c.condition_id, SL.c.rank, SL.c.tiebreak)
-        .select_from(source.join(C, C.c.id == SL.c.condition_id))
-        .where(SL.c.rank < C.c.target, *where)
-        .order_by(SL.c.rank, SL.c.tiebreak)
-        .limit(1)
-    )
-    return (q.with_for_update(of=SL, skip_locked=True) if pg else q).subquery()
-
-
-def _build_pick(pg: bool) -> Any:
-    held = SL.join(P, P.c.id == SL.c.participant_id)
-    study = bindparam("study_id", type_=Integer)
-    arms = [
-        _lowest(pg, SL, SL.c.study_id == study, SL.c.participant_id.is_(None)),
-        # one arm per status: an equality is always a condition of the index scan, where an IN list can end up
-        # a filter over every participant of the study when the table's statistics are stale (a launch burst)
-        *(_lowest(pg, held, P.c.study_id == study, P.c.status == status) for status in _RELEASED),
-        _lowest(
-            pg,
-            held,
-            P.c.study_id == study,
-            P.c.status == ACTIVE,
-            P.c.last_seen_at < bindparam("cutoff", type_=P.c.last_seen_at.type),
-        ),
-    ]
-    return union_all(*(select(arm) for arm in arms))
-
-
-_PICK = _build_pick(pg=False)
-_PICK_PG = _build_pick(pg=True)
-# SQLite: the one writer lock, taken before the pick so that two entries cannot pick the same slot.
-_WRITER_LOCK = update(ST).where(ST.c.id == bindparam("b_id")).values(assignment_seq=ST.c.assignment_seq + 1)
-_GIVE = update(SL).where(SL.c.id == bindparam("b_slot")).values(participant_id=bindparam("b_participant"))
 # The pool: the condition's stimuli that an admin has not excluded.
 _POOL = select(S.c.id).where(S.c.condition_id == bindparam("condition_id"), S.c.excluded_at.is_(None)).order_by(S.c.id)
-_SLOT_STATE = (
-    select(C.c.id, C.c.target, func.coalesce(func.max(SL.c.rank) + 1, 0))
-    .select_from(C.outerjoin(SL, SL.c.condition_id == C.c.id))
-    .where(C.c.study_id == bindparam("study_id"))
-    .group_by(C.c.id, C.c.target)
-)
 
 
 def _full() -> StudyUnavailable:
@@ -163,42 +107,6 @@ def _not_active(engine: Engine, study_id: int) -> StudyUnavailable:
     )
 
 
-def make_slots(engine: Engine, study_id: int, rng: random.Random) -> bool:
-    """Make the next block of slots (every condition up to the same rank, capped by its target), in one
-    transaction. False when every condition already has slots up to its target. Safe to run concurrently: a
-    rank that exists already is skipped, and each run leaves every condition at a common rank bound."""
-    with engine.begin() as conn:
-        return add_slot_block(conn, study_id, rng)
-
-
-def add_slot_block(conn: Connection, study_id: int, rng: random.Random) -> bool:
-    """make_slots in the caller's transaction."""
-    state = conn.execute(_SLOT_STATE, {"study_id": study_id}).all()
-    if not state:
-        return False
-    bound = max(made for _cid, _target, made in state) + SLOT_BLOCK
-    rows = [
-        {"study_id": study_id, "condition_id": cid, "rank": rank, "tiebreak": rng.randrange(1 << 30)}
-        for cid, target, made in state
-        for rank in range(made, min(target, bound))
-    ]
-    if not rows:
-        return False
-    keys = ["condition_id", "rank"]
-    if conn.dialect.name == "postgresql":
-        conn.execute(pg_insert(SL).on_conflict_do_nothing(index_elements=keys), rows)
-    else:
-        conn.execute(sqlite_insert(SL).on_conflict_do_nothing(index_elements=keys), rows)
-    return True
-
-
-def open_slots(session: Session, study_id: int) -> None:
-    """The first block of slots, made when a study opens (activation, resume) in the session's transaction, so
-    that the launch burst's first entries find slots waiting instead of all making the same block at once (each
-    such insert waits on the others' uncommitted rows)."""
-    add_slot_block(session.connection(), study_id, entry_rng())
-
-
 class _PoolCache:
     """condition id -> its stimulus ids in the fixed order, per engine, at most POOL_CACHE_TTL_S old."""
 
@@ -208,14 +116,15 @@ class _PoolCache:
         )
         self._lock = threading.Lock()
 
-    def get(self, conn: Connection, condition_id: int) -> list[int]:
+    def get(self, engine: Engine, condition_id: int, load: Callable[[], list[int]]) -> list[int]:
+        """The cached pool, or load() (the condition's stimulus ids by _POOL, in the caller's transaction)."""
         now = time.monotonic()
         with self._lock:
-            pools = self._by_engine.setdefault(conn.engine, {})
+            pools = self._by_engine.setdefault(engine, {})
             hit = pools.get(condition_id)
         if hit is not None and hit[0] > now:
             return hit[1]
-        pool = list(conn.execute(_POOL, {"condition_id": condition_id}).scalars())
+        pool = load()
         random.Random(f"lpstudy-pool-{condition_id}").shuffle(pool)  # the same order in every process
         with self._lock:
             pools[condition_id] = (now + POOL_CACHE_TTL_S, pool)
@@ -228,7 +137,15 @@ _pools = _PoolCache()
 def _trials(conn: Connection, study: Any, condition_id: int, rank: int, rng: random.Random) -> list[dict[str, Any]]:
     """The rank's block of the pool (fixed pseudo-random order per condition), in a random order, with the
     attention checks at their positions."""
-    pool = _pools.get(conn, condition_id)
+
+    def load() -> list[int]:
+        return list(conn.execute(_POOL, {"condition_id": condition_id}).scalars())
+
+    return _block(_pools.get(conn.engine, condition_id, load), study, rank, rng)
+
+
+def _block(pool: list[int], study: Any, rank: int, rng: random.Random) -> list[dict[str, Any]]:
+    """_trials from the condition's pool."""
     need = study.trials_per_participant
     if len(pool) < need:
         raise StudyUnavailable("This study is not ready yet. Please return the study on Prolific.", reason="not-ready")
@@ -267,6 +184,7 @@ def _build_insert_all_pg() -> Any:
             attention_failures=0,
             started_at=bindparam("b_now", type_=ts),
             last_seen_at=bindparam("b_now", type_=ts),
+            is_test=False,
         )
         .returning(P.c.id)
         .cte("ins")
@@ -312,11 +230,11 @@ def _existing(engine: Engine, study_id: int, pid: str) -> str | None:
 def _claim(engine: Engine, study: Any, params: EntryParams, cutoff: dt.datetime, rng: random.Random) -> str | None:
     """One attempt: claim a slot, create the participant and their trials, give them the slot; one transaction.
     None when no slot is free."""
-    pg = engine.dialect.name == "postgresql"
+    if engine.dialect.name == "postgresql":
+        return _claim_pg(engine, study, params, cutoff, rng)
     with engine.connect() as conn:
-        if not pg:
-            conn.execute(_WRITER_LOCK, {"b_id": study.id})
-        found = conn.execute(_PICK_PG if pg else _PICK, {"study_id": study.id, "cutoff": cutoff}).all()
+        conn.execute(slots.WRITER_LOCK, {"b_id": study.id})
+        found = conn.execute(slots.PICK, {"study_id": study.id, "cutoff": cutoff}).all()
         slot = min(found, key=lambda r: (r.rank, r.tiebreak), default=None)
         if slot is None:
             conn.rollback()
@@ -324,47 +242,62 @@ def _claim(engine: Engine, study: Any, params: EntryParams, cutoff: dt.datetime,
         trials = _trials(conn, study, slot.condition_id, slot.rank, rng)
         now = utcnow()
         token = new_token()
-        if pg:  # the participant, their trials and the slot in one statement (one round trip)
-            conn.execute(
-                _INSERT_ALL_PG,
-                {
-                    "b_study": study.id,
-                    "b_condition": slot.condition_id,
-                    "b_token": token,
-                    "b_pid": params.pid,
-                    "b_psid": params.study_id,
-                    "b_pssid": params.session_id,
-                    "b_now": now,
-                    "b_slot": slot.id,
-                    "b_positions": [t["position"] for t in trials],
-                    "b_stimuli": [t["stimulus_id"] for t in trials],
-                    "b_kinds": [t["kind"] for t in trials],
-                    "b_expected": [t["expected_label"] for t in trials],
-                },
+        participant_id = conn.execute(
+            insert(P)
+            .values(
+                study_id=study.id,
+                condition_id=slot.condition_id,
+                token=token,
+                prolific_pid=params.pid,
+                prolific_study_id=params.study_id,
+                prolific_session_id=params.session_id,
+                status=ACTIVE,
+                stage=Stage.CONSENT.value,
+                position=0,
+                attention_failures=0,
+                started_at=now,
+                last_seen_at=now,
             )
-        else:
-            participant_id = conn.execute(
-                insert(P)
-                .values(
-                    study_id=study.id,
-                    condition_id=slot.condition_id,
-                    token=token,
-                    prolific_pid=params.pid,
-                    prolific_study_id=params.study_id,
-                    prolific_session_id=params.session_id,
-                    status=ACTIVE,
-                    stage=Stage.CONSENT.value,
-                    position=0,
-                    attention_failures=0,
-                    started_at=now,
-                    last_seen_at=now,
-                )
-                .returning(P.c.id)
-            ).scalar_one()
-            conn.execute(insert(T), [{"participant_id": participant_id, **t} for t in trials])
-            conn.execute(_GIVE, {"b_slot": slot.id, "b_participant": participant_id})
+            .returning(P.c.id)
+        ).scalar_one()
+        conn.execute(insert(T), [{"participant_id": participant_id, **t} for t in trials])
+        conn.execute(slots.GIVE, {"b_slot": slot.id, "b_participant": participant_id})
         conn.commit()
         return token
+
+
+def _claim_pg(engine: Engine, study: Any, params: EntryParams, cutoff: dt.datetime, rng: random.Random) -> str | None:
+    """_claim on PostgreSQL: the pick (SKIP LOCKED), then the participant, their trials and the slot in one
+    statement; two round trips and the commit, run on the pooled connection directly (app.participants.direct)."""
+    with direct.for_engine(engine).transaction() as tx:
+        found = tx.all(slots.PICK_PG, {"study_id": study.id, "cutoff": cutoff})
+        slot = min(found, key=lambda r: (r.rank, r.tiebreak), default=None)
+        if slot is None:
+            return None
+
+        def load() -> list[int]:
+            return [r[0] for r in tx.all(_POOL, {"condition_id": slot.condition_id})]
+
+        trials = _block(_pools.get(engine, slot.condition_id, load), study, slot.rank, rng)
+        token = new_token()
+        tx.run(
+            _INSERT_ALL_PG,
+            {
+                "b_study": study.id,
+                "b_condition": slot.condition_id,
+                "b_token": token,
+                "b_pid": params.pid,
+                "b_psid": params.study_id,
+                "b_pssid": params.session_id,
+                "b_now": utcnow(),
+                "b_slot": slot.id,
+                "b_positions": [t["position"] for t in trials],
+                "b_stimuli": [t["stimulus_id"] for t in trials],
+                "b_kinds": [t["kind"] for t in trials],
+                "b_expected": [t["expected_label"] for t in trials],
+            },
+        )
+    return token
 
 
 _TEST_COUNTS = (
@@ -380,7 +313,7 @@ def _enter_test(engine: Engine, study: Any, params: EntryParams, test: EntryGran
     """A test participant: no slot, no target; least-filled among test participants (random tie-break)."""
     with engine.begin() as conn:
         if conn.dialect.name != "postgresql":  # SQLite: the writer lock first, or the INSERT's upgrade may fail
-            conn.execute(_WRITER_LOCK, {"b_id": study.id})
+            conn.execute(slots.WRITER_LOCK, {"b_id": study.id})
         counts = [c for c in conn.execute(_TEST_COUNTS, {"study_id": study.id}).all() if test.condition in (None, c[1])]
         if not counts:
             raise BadRequest(f"This study has no condition {test.condition}.", title="Test link not valid")
@@ -413,16 +346,6 @@ def _enter_test(engine: Engine, study: Any, params: EntryParams, test: EntryGran
     return token
 
 
-def entry_rng() -> random.Random:
-    """A new entry's randomness (its trial order, attention checks' labels, new slots' tie-breaks): a Mersenne
-    Twister seeded with 128 bits from the OS, one os.urandom call per entry. Not random.SystemRandom: that makes
-    an os.urandom call for every draw (41 for one entry), each giving up the GIL and waiting to get it back on a
-    busy server (no change in the benchmarks was measurable from this alone). Nothing here needs
-    unpredictability beyond a fresh seed: the draws only have to be independent of everything the participant
-    or the study controls."""
-    return random.Random(int.from_bytes(os.urandom(16), "big"))
-
-
 def enter(
     engine: Engine,
     slug: str,
@@ -435,8 +358,11 @@ def enter(
     `test` (a verified test token) makes a new participant a test participant of that kind. `screen` is the
     window width the entry link measured (viewing.measured_width); the route passes None when it has none."""
     rng = rng or entry_rng()
-    with autocommit(engine) as conn:
-        study = conn.execute(_STUDY_FOR_ENTRY, {"slug": slug, "pid": params.pid}).first()
+    if engine.dialect.name == "postgresql":
+        study = direct.for_engine(engine).first(_STUDY_FOR_ENTRY, {"slug": slug, "pid": params.pid})
+    else:
+        with autocommit(engine) as conn:
+            study = conn.execute(_STUDY_FOR_ENTRY, {"slug": slug, "pid": params.pid}).first()
     if study is None:
         raise NotFound(
             "There is no study at this address. Please check the link you were given.", title="Study not found"
@@ -472,4 +398,4 @@ def enter(
             raise _full()
         # No free slot: make the next block. If there is none to make (every condition has slots up to its
         # target), claim once more (another entry may have just made the slots this one missed), then it is full.
-        more = make_slots(engine, study.id, rng)
+        more = slots.make_slots(engine, study.id, rng)

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from app.errors import Conflict
 from app.jobs.service import unfinished_jobs
 from app.models import Study, StudyStatus
-from app.participants.assignment import open_slots
+from app.participants.slots import open_slots
 from app.studies.service import activation_problems
 
 PHASES = ("draft", "generating", "ready", "active", "paused", "closed")

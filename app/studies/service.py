@@ -14,8 +14,8 @@ from app.errors import Conflict, NotFound
 from app.jobs.service import enqueue_generation, has_jobs, unfinished_jobs
 from app.models import Condition, Participant, ParticipantStatus, Stimulus, Study, StudyStatus
 from app.models.base import utcnow
-from app.participants.assignment import open_slots
 from app.participants.repository import is_real
+from app.participants.slots import open_slots
 from app.studies.schema import StudyConfig, parse_study_config
 
 

@@ -11,15 +11,18 @@ import datetime as dt
 import os
 
 import pytest
-from sqlalchemy import JSON, bindparam, create_engine, exc, func, literal, select, text
+from sqlalchemy import JSON, Integer, String, TypeDecorator, bindparam, create_engine, exc, func, literal, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.pool import NullPool
 
 from app.db import Database, is_transient, normalize_url
 from app.models import Participant
 from app.models.base import utcnow
-from app.participants import direct, pages
+from app.participants import assignment, direct, pages, slots
 from app.participants import statements as q
-from app.participants.tables import P
+from app.participants.slots import SL
+from app.participants.tables import P, T
+from app.prolific import EntryParams
 from tests.app.participants.test_flow import walk_to_trials
 
 pytestmark = [
@@ -97,9 +100,95 @@ def test_missing_parameters_and_statements_it_cannot_run_are_refused(db: Databas
     run = direct.for_engine(db.engine)
     with pytest.raises(exc.ArgumentError, match="b_token"):
         run.first(q.PAGE_PG, {"b_now": utcnow(), "b_touch_before": utcnow()})
-    needs_processing = select(bindparam("doc", type_=JSON).label("doc"))  # JSON binds are serialised by SQLAlchemy
-    with pytest.raises(ValueError, match="bind processing"):
-        run.first(needs_processing, {"doc": {"a": 1}})
+    expanding = select(literal(1)).where(literal(2).in_(bindparam("xs", expanding=True)))  # rendered per call
+    with pytest.raises(ValueError, match="rendered per call"):
+        run.first(expanding, {"xs": [1, 2]})
+    defaulted = P.insert().values(token=bindparam("t")).returning(P.c.id)  # is_test's default is SQLAlchemy's
+    with pytest.raises(ValueError, match=r"column defaults.*is_test"):
+        run.first(defaulted, {"t": "x"})
+    with pytest.raises(ValueError, match="result processing"):
+        run.first(select(literal("x", type_=_Upper).label("x")), {})
+
+
+class _Upper(TypeDecorator[str]):
+    impl = String
+    cache_ok = True
+
+    def process_result_value(self, value, dialect):  # type: ignore[no-untyped-def]
+        return value.upper()
+
+
+def test_bind_processors_are_applied_as_sqlalchemy_applies_them(db: Database) -> None:
+    run = direct.for_engine(db.engine)
+    # JSON and ARRAY parameters are converted by their types' bind processors, given and constant alike
+    xs = func.array_to_string(bindparam("xs", type_=ARRAY(Integer)), ",", "null", type_=String)
+    doc = select(bindparam("doc", type_=JSON)["a"].as_integer().label("a"), xs.label("xs"))
+    row = run.first(doc, {"doc": {"a": 7}, "xs": [1, None, 3]})
+    assert tuple(row) == (7, "1,null,3")
+    const = select(literal({"b": [1, 2]}, type_=JSON)["b"][1].as_integer().label("b"))
+    assert run.first(const, {}).b == 2
+
+
+def _count(db: Database, pid: str) -> int:
+    with db.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(P).where(P.c.prolific_pid == pid)).scalar_one())
+
+
+def test_a_transaction_commits_when_its_block_ends_and_rolls_back_when_it_raises(
+    client, db: Database, make_study, new_pid  # type: ignore[no-untyped-def]
+) -> None:
+    token = _token(client, db, make_study, new_pid)
+    run = direct.for_engine(db.engine)
+    set_age = P.update().where(P.c.token == bindparam("t")).values(age=bindparam("a")).returning(P.c.age)
+    with run.transaction() as tx:
+        assert tx.first(set_age, {"t": token, "a": 41}).age == 41
+        with db.engine.connect() as other:  # not visible before the commit
+            assert other.execute(select(P.c.age).where(P.c.token == token)).scalar() is None
+    with db.engine.connect() as conn:
+        assert conn.execute(select(P.c.age).where(P.c.token == token)).scalar() == 41
+
+    with pytest.raises(RuntimeError), run.transaction() as tx:
+        tx.run(set_age, {"t": token, "a": 52})
+        raise RuntimeError("the caller's own error")
+    with pytest.raises(exc.DBAPIError), run.transaction() as tx:
+        tx.run(set_age, {"t": token, "a": 63})
+        tx.all(select(func.sqrt(literal(-1.0))), {})  # fails inside the transaction
+    # neither write is there, and the pooled connections are clean (not in a failed transaction, not autocommit)
+    for _ in range(3):
+        with db.engine.connect() as conn:
+            assert conn.connection.driver_connection.autocommit is False  # type: ignore[union-attr]
+            assert conn.execute(select(P.c.age).where(P.c.token == token)).scalar() == 41
+
+
+def test_a_connection_dropped_in_a_transaction_is_replaced(client, db: Database, make_study, new_pid) -> None:  # type: ignore[no-untyped-def]
+    token = _token(client, db, make_study, new_pid)
+    run = direct.for_engine(db.engine)
+    other = create_engine(normalize_url(db.settings.database_url), poolclass=NullPool)
+    with pytest.raises(exc.OperationalError) as caught, run.transaction() as tx:
+        pid = tx.first(select(func.pg_backend_pid()), {})[0]
+        with other.connect() as conn:
+            assert conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar() is True
+        tx.first(q.ANSWER, {"token": token, "position": 0})
+    other.dispose()
+    assert caught.value.connection_invalidated and is_transient(caught.value)
+    with run.transaction() as tx:
+        assert tx.first(select(func.pg_backend_pid()), {})[0] != pid
+        assert [r.stage for r in tx.all(q.ANSWER, {"token": token, "position": 0})] == ["trials"]
+
+
+def test_entries_on_postgresql_use_the_direct_path(client, db: Database, make_study, new_pid) -> None:  # type: ignore[no-untyped-def]
+    make_study(db, trials=5)
+    pid = new_pid()
+    first = assignment.enter(db.engine, "test-study", EntryParams(pid, "s", "x"))
+    assert assignment.enter(db.engine, "test-study", EntryParams(pid, "s", "x")) == first  # the same PID resumes
+    compiled = direct.for_engine(db.engine)._compiled
+    assert {id(assignment._STUDY_FOR_ENTRY), id(slots.PICK_PG), id(assignment._INSERT_ALL_PG)} <= set(compiled)
+    with db.engine.connect() as conn:
+        row = conn.execute(select(P.c.id, P.c.stage, P.c.is_test).where(P.c.token == first)).one()
+        held = conn.execute(select(func.count()).select_from(SL).where(SL.c.participant_id == row.id)).scalar()
+        trials = conn.execute(select(func.count()).select_from(T).where(T.c.participant_id == row.id)).scalar()
+    assert (row.stage, row.is_test, held, trials) == ("consent", False, 1, 5)
+    assert _count(db, pid) == 1
 
 
 def test_page_view_on_postgresql_uses_the_direct_path(client, db: Database, make_study, new_pid) -> None:  # type: ignore[no-untyped-def]
