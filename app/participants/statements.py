@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, exists, func, literal_column, select, update
+from sqlalchemy import and_, bindparam, case, exists, func, literal_column, select, true, update
 
 from app.models import Stage
 from app.participants.tables import ST, TRIALS, P, S, T
@@ -92,6 +92,13 @@ _p = (
     .cte("p")
 )
 _t2 = T.alias("t2")
+# A page view's writes (shown_at, last_seen_at) commit without waiting for the WAL flush: set_config(..., true)
+# turns synchronous_commit off for this statement's own transaction only. They are not answers: an answer commits
+# synchronously, and as the WAL is written in order, its flush makes every earlier page view durable too; what a
+# crash of the database server can lose is a page view of the last ~0.6 s (3 x wal_writer_delay), and then
+# shown_at is set again by the next view of that page, or by the answer (STORE_ANSWER, ANSWER_ONE_PG: coalesce).
+# A page view was one of a trial's two WAL flushes.
+_async_commit = select(func.set_config("synchronous_commit", "off", True).label("off")).cte("async_commit")
 PAGE_PG = (
     select(
         _p.c.id,
@@ -121,9 +128,9 @@ PAGE_PG = (
         _p.c.test_kind,
     )
     .select_from(
-        _p.outerjoin(
-            T, and_(_p.c.stage == TRIALS, T.c.participant_id == _p.c.id, T.c.position == _p.c.position)
-        ).outerjoin(S, S.c.id == T.c.stimulus_id)
+        _p.join(_async_commit, true())  # referenced, or PostgreSQL would not evaluate it
+        .outerjoin(T, and_(_p.c.stage == TRIALS, T.c.participant_id == _p.c.id, T.c.position == _p.c.position))
+        .outerjoin(S, S.c.id == T.c.stimulus_id)
     )
     # mark the current trial shown (once), and refresh last_seen_at when it is older than TOUCH_INTERVAL_S
     .add_cte(

@@ -22,12 +22,14 @@ except the one POST in flight when a participant failed, which may be stored wit
 from __future__ import annotations
 
 import os
+import time
 from collections import defaultdict
 from urllib.parse import urlencode
 
 from .base import FlowError, FormFlowAdapter
 
 COMPLETED_CODE = os.environ.get("LPSTUDY_BENCH_CODE", "CBENCHDONE")
+ENTRY_LOG = os.environ.get("LPSTUDY_BENCH_ENTRY_LOG")  # optional: one line per entry, "sent_monotonic ms"
 
 
 class LpstudyAdapter(FormFlowAdapter):
@@ -64,7 +66,11 @@ class LpstudyAdapter(FormFlowAdapter):
 
     async def enter(self, b, p):
         qs = urlencode({"PROLIFIC_PID": p.pid, "STUDY_ID": p.study_id, "SESSION_ID": p.session_id})
+        t0 = time.monotonic()
         r = await b.get(f"{self.base_url()}/s/{self.args.lpstudy_slug}?{qs}", "entry")
+        if ENTRY_LOG:  # when each entry was sent and how long it took (where in the run the slow ones are)
+            with open(ENTRY_LOG, "a") as f:
+                f.write(f"{t0:.4f} {1000 * (time.monotonic() - t0):.1f}\n")
         if not r.is_redirect:
             got = self.identify(r, r.tree)
             raise FlowError("entry_not_redirected", f"{r.status} {got} {r.tree.css_first('h1')}")

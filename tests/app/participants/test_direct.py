@@ -196,3 +196,27 @@ def test_page_view_on_postgresql_uses_the_direct_path(client, db: Database, make
     state = pages.current_page(db.engine, pages.StudyCache(), token)
     assert state.stage == "trials" and state.trial is not None and state.total_trials == 5
     assert id(q.PAGE_PG) in direct.for_engine(db.engine)._compiled
+
+
+def test_a_page_view_commits_without_waiting_for_the_flush_and_only_itself(
+    client, db: Database, make_study, new_pid  # type: ignore[no-untyped-def]
+) -> None:
+    token = _token(client, db, make_study, new_pid)
+    run = direct.for_engine(db.engine)
+    # the page statement reads its setting from the async_commit CTE, which applies to its own transaction only
+    assert "FROM p JOIN async_commit ON true" in run.compiled(q.PAGE_PG).sql
+    inside = select(func.current_setting("synchronous_commit")).select_from(q._async_commit)
+    assert run.first(inside, {})[0] == "off"
+    with db.engine.connect() as conn:  # pooled connections keep the server's setting
+        conn.execute(text("SELECT 1"))
+    for _ in range(3):
+        assert run.first(select(func.current_setting("synchronous_commit")), {})[0] == "on"
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SHOW synchronous_commit")).scalar() == "on"
+    # the page view's write is committed (another connection sees it), and the answer is stored as usual
+    old = utcnow() - dt.timedelta(hours=1)
+    row = run.first(q.PAGE_PG, {"b_token": token, "b_now": old, "b_touch_before": utcnow()})
+    with db.engine.connect() as conn:
+        seen = conn.execute(select(P.c.last_seen_at).where(P.c.token == token)).scalar()
+        shown = conn.execute(text("SELECT shown_at FROM trials WHERE id = :i"), {"i": row.trial_id}).scalar()
+    assert seen == old and shown is not None
