@@ -7,6 +7,7 @@ page; nothing changes. A trial's answer is written with `WHERE answered_at IS NU
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from sqlalchemy import Connection, Engine, update
@@ -17,7 +18,7 @@ from app.models.base import utcnow
 from app.participants import direct, viewing
 from app.participants import statements as q
 from app.participants.study_cache import StudyCache, StudyView
-from app.participants.tables import NOT_FOUND, TRIALS, P, autocommit
+from app.participants.tables import NOT_FOUND, TOUCH_INTERVAL_S, TRIALS, P, autocommit
 
 GENDERS = ("female", "male", "non-binary", "other", "prefer-not-to-say")
 STUDENT = ("yes", "no", "prefer-not-to-say")
@@ -157,6 +158,7 @@ def _answer_params(
     rt = _rt(rt_ms)
     if r.trial_id is None:
         raise BadRequest("This trial does not exist.")
+    now = utcnow()
     last = position + 1 >= (r.total or 0)
     failed = r.kind == "attention" and lab != r.expected_label
     params = {
@@ -165,7 +167,8 @@ def _answer_params(
         "b_next": position + 1,
         "b_stage": Stage.DEMOGRAPHICS.value if last else TRIALS,
         "b_fail": 1 if failed else 0,
-        "b_now": utcnow(),
+        "b_now": now,
+        "b_touch_before": now - dt.timedelta(seconds=TOUCH_INTERVAL_S),
     }
     return params, {"b_label": lab, "b_conf": conf, "b_rt": rt}
 
@@ -198,7 +201,9 @@ def _answer_in_one(
 ) -> None:
     """PostgreSQL, a well-formed label and confidence: check, move and store in one statement
     (statements.ANSWER_ONE_PG); when nothing moved, its row says why, checked in the two-statement path's order."""
-    params = {"b_token": token, "b_pos": position, "b_label": lab, "b_conf": conf, "b_rt": rt, "b_now": utcnow()}
+    now = utcnow()
+    params = {"b_token": token, "b_pos": position, "b_label": lab, "b_conf": conf, "b_rt": rt, "b_now": now}
+    params["b_touch_before"] = now - dt.timedelta(seconds=TOUCH_INTERVAL_S)
     r = direct.for_engine(engine).first(q.ANSWER_ONE_PG, params)
     if r is None:
         raise NotFound(NOT_FOUND, title="Page not found")

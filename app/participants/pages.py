@@ -14,10 +14,7 @@ from app.models.base import utcnow
 from app.participants import direct
 from app.participants import statements as q
 from app.participants.study_cache import StudyCache, StudyView
-from app.participants.tables import NOT_FOUND, TRIALS, autocommit, aware
-
-# last_seen_at is refreshed on a GET only when older than this, to keep page views read-only.
-TOUCH_INTERVAL_S = 30
+from app.participants.tables import NOT_FOUND, TOUCH_INTERVAL_S, TRIALS, autocommit, aware
 
 
 @dataclass(frozen=True)

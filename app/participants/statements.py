@@ -60,6 +60,16 @@ SHOWN = (
     .where(T.c.id == bindparam("b_id"), T.c.shown_at.is_(None))
     .values(shown_at=bindparam("b_now", type_=T.c.shown_at.type))
 )
+
+
+def _touched() -> Any:
+    """last_seen_at after an answer: `b_now` when it is older than `b_touch_before` (tables.TOUCH_INTERVAL_S),
+    else as it was."""
+    ts = P.c.last_seen_at.type
+    stale = P.c.last_seen_at < bindparam("b_touch_before", type_=ts)
+    return case((stale, bindparam("b_now", type_=ts)), else_=P.c.last_seen_at)
+
+
 ADVANCE_TRIAL = (
     update(P)
     .where(P.c.id == bindparam("b_id"), P.c.stage == TRIALS, P.c.position == bindparam("b_pos"))
@@ -67,7 +77,7 @@ ADVANCE_TRIAL = (
         position=bindparam("b_next", type_=P.c.position.type),
         stage=bindparam("b_stage", type_=P.c.stage.type),
         attention_failures=P.c.attention_failures + bindparam("b_fail", type_=P.c.attention_failures.type),
-        last_seen_at=bindparam("b_now", type_=P.c.last_seen_at.type),
+        last_seen_at=_touched(),
     )
 )
 STORE_ANSWER = (
@@ -218,7 +228,7 @@ _moved = (
         stage=case((bindparam("b_pos") + 1 >= _n_trials, Stage.DEMOGRAPHICS.value), else_=TRIALS),
         attention_failures=P.c.attention_failures
         + case((and_(_ta.c.kind == "attention", _ta.c.expected_label.is_distinct_from(_label)), 1), else_=0),
-        last_seen_at=bindparam("b_now", type_=_NOW),
+        last_seen_at=_touched(),
     )
     .returning(P.c.id)
     .cte("moved")

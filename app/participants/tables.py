@@ -24,6 +24,10 @@ C: Table = Condition.__table__  # type: ignore[assignment]
 TRIALS = Stage.TRIALS.value
 ACTIVE = ParticipantStatus.ACTIVE.value
 NOT_FOUND = "This page does not exist. Please open the study again from Prolific."
+# last_seen_at (what a timeout is measured from) is refreshed by a page view or a trial's answer only when older
+# than this: a page view stays read-only, and on PostgreSQL an answer's UPDATE of the participant leaves every
+# indexed column as it was (last_seen_at is in an index), so it can be a HOT update that writes no index entries.
+TOUCH_INTERVAL_S = 30
 
 
 def new_token() -> str:

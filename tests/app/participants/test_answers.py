@@ -7,6 +7,7 @@ the same as on SQLite.
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,8 +16,10 @@ from sqlalchemy import select
 
 from app.errors import BadRequest, NotFound
 from app.models import Participant, Trial
+from app.models.base import utcnow
 from app.participants import answers
 from app.participants.study_cache import StudyCache
+from app.participants.tables import TOUCH_INTERVAL_S
 from tests.app.participants.test_flow import walk_to_trials
 
 
@@ -81,3 +84,28 @@ def test_refusals_store_nothing_and_say_why(client, db, make_study, new_pid) -> 
         assert (p.stage, p.position) == ("demographics", 2)
         last = s.execute(select(Trial.response_label, Trial.confidence).where(Trial.position == 1)).one()
     assert tuple(last) == (9, 5)
+
+
+def test_an_answer_refreshes_last_seen_at_only_when_it_is_stale(client, db, make_study, new_pid) -> None:  # type: ignore[no-untyped-def]
+    """As a page view does (tables.TOUCH_INTERVAL_S): on PostgreSQL the answer's UPDATE of the participant then
+    changes no indexed column, so it can be a HOT update."""
+    token = _token(client, db, make_study, new_pid, trials=3, pool=5)
+
+    def seen_at(value: dt.datetime | None = None) -> dt.datetime:
+        with db.session() as s:
+            p = s.scalars(select(Participant).where(Participant.token == token)).one()
+            if value is not None:
+                p.last_seen_at = value
+                s.commit()
+            return p.last_seen_at.replace(tzinfo=p.last_seen_at.tzinfo or dt.UTC)
+
+    fresh = seen_at(utcnow() - dt.timedelta(seconds=TOUCH_INTERVAL_S - 10))
+    assert _submit(db, token, 0) == "stored"
+    assert seen_at() == fresh  # seen within the interval: left as it was
+    stale = seen_at(utcnow() - dt.timedelta(seconds=TOUCH_INTERVAL_S + 10))
+    before = utcnow()
+    assert _submit(db, token, 1) == "stored"
+    assert seen_at() >= before > stale  # older than the interval: refreshed
+    with db.session() as s:
+        p = s.scalars(select(Participant).where(Participant.token == token)).one()
+        assert (p.stage, p.position) == ("trials", 2)
