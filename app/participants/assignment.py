@@ -227,6 +227,36 @@ def _existing(engine: Engine, study_id: int, pid: str) -> str | None:
     return None if token is None else str(token)
 
 
+def _insert_participant(
+    conn: Connection, study_id: int, condition_id: int, params: EntryParams, trials: list[dict[str, Any]], **extra: Any
+) -> tuple[str, int]:
+    """A new participant at the consent page and their trials (SQLite's claim, and test participants on both
+    backends; PostgreSQL's claim does the same in one statement, _INSERT_ALL_PG). Returns (token, id)."""
+    now = utcnow()
+    token = new_token()
+    participant_id = conn.execute(
+        insert(P)
+        .values(
+            study_id=study_id,
+            condition_id=condition_id,
+            token=token,
+            prolific_pid=params.pid,
+            prolific_study_id=params.study_id,
+            prolific_session_id=params.session_id,
+            status=ACTIVE,
+            stage=Stage.CONSENT.value,
+            position=0,
+            attention_failures=0,
+            started_at=now,
+            last_seen_at=now,
+            **extra,
+        )
+        .returning(P.c.id)
+    ).scalar_one()
+    conn.execute(insert(T), [{"participant_id": participant_id, **t} for t in trials])
+    return token, participant_id
+
+
 def _claim(engine: Engine, study: Any, params: EntryParams, cutoff: dt.datetime, rng: random.Random) -> str | None:
     """One attempt: claim a slot, create the participant and their trials, give them the slot; one transaction.
     None when no slot is free."""
@@ -240,27 +270,7 @@ def _claim(engine: Engine, study: Any, params: EntryParams, cutoff: dt.datetime,
             conn.rollback()
             return None
         trials = _trials(conn, study, slot.condition_id, slot.rank, rng)
-        now = utcnow()
-        token = new_token()
-        participant_id = conn.execute(
-            insert(P)
-            .values(
-                study_id=study.id,
-                condition_id=slot.condition_id,
-                token=token,
-                prolific_pid=params.pid,
-                prolific_study_id=params.study_id,
-                prolific_session_id=params.session_id,
-                status=ACTIVE,
-                stage=Stage.CONSENT.value,
-                position=0,
-                attention_failures=0,
-                started_at=now,
-                last_seen_at=now,
-            )
-            .returning(P.c.id)
-        ).scalar_one()
-        conn.execute(insert(T), [{"participant_id": participant_id, **t} for t in trials])
+        token, participant_id = _insert_participant(conn, study.id, slot.condition_id, params, trials)
         conn.execute(slots.GIVE, {"b_slot": slot.id, "b_participant": participant_id})
         conn.commit()
         return token
@@ -320,29 +330,7 @@ def _enter_test(engine: Engine, study: Any, params: EntryParams, test: EntryGran
         least = min(c[2] for c in counts)
         condition_id, _code, n = rng.choice([c for c in counts if c[2] == least])
         trials = _trials(conn, study, condition_id, n, rng)
-        now = utcnow()
-        token = new_token()
-        participant_id = conn.execute(
-            insert(P)
-            .values(
-                study_id=study.id,
-                condition_id=condition_id,
-                token=token,
-                prolific_pid=params.pid,
-                prolific_study_id=params.study_id,
-                prolific_session_id=params.session_id,
-                status=ACTIVE,
-                stage=Stage.CONSENT.value,
-                position=0,
-                attention_failures=0,
-                started_at=now,
-                last_seen_at=now,
-                is_test=True,
-                test_kind=test.kind,
-            )
-            .returning(P.c.id)
-        ).scalar_one()
-        conn.execute(insert(T), [{"participant_id": participant_id, **t} for t in trials])
+        token, _ = _insert_participant(conn, study.id, condition_id, params, trials, is_test=True, test_kind=test.kind)
     return token
 
 
