@@ -145,6 +145,12 @@ def _answerable(r: Any, position: int, studies: StudyCache, db: Connection | Eng
     return studies.get(db, r.study_id)
 
 
+def _times() -> dict[str, dt.datetime]:
+    """An answer's time, and the last_seen_at below which it refreshes last_seen_at (TOUCH_INTERVAL_S)."""
+    now = utcnow()
+    return {"b_now": now, "b_touch_before": now - dt.timedelta(seconds=TOUCH_INTERVAL_S)}
+
+
 def _answer_params(
     r: Any, position: int, study: StudyView, label: str | None, confidence: str | None, rt_ms: str | None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -158,7 +164,6 @@ def _answer_params(
     rt = _rt(rt_ms)
     if r.trial_id is None:
         raise BadRequest("This trial does not exist.")
-    now = utcnow()
     last = position + 1 >= (r.total or 0)
     failed = r.kind == "attention" and lab != r.expected_label
     params = {
@@ -167,8 +172,7 @@ def _answer_params(
         "b_next": position + 1,
         "b_stage": Stage.DEMOGRAPHICS.value if last else TRIALS,
         "b_fail": 1 if failed else 0,
-        "b_now": now,
-        "b_touch_before": now - dt.timedelta(seconds=TOUCH_INTERVAL_S),
+        **_times(),
     }
     return params, {"b_label": lab, "b_conf": conf, "b_rt": rt}
 
@@ -201,9 +205,7 @@ def _answer_in_one(
 ) -> None:
     """PostgreSQL, a well-formed label and confidence: check, move and store in one statement
     (statements.ANSWER_ONE_PG); when nothing moved, its row says why, checked in the two-statement path's order."""
-    now = utcnow()
-    params = {"b_token": token, "b_pos": position, "b_label": lab, "b_conf": conf, "b_rt": rt, "b_now": now}
-    params["b_touch_before"] = now - dt.timedelta(seconds=TOUCH_INTERVAL_S)
+    params = {"b_token": token, "b_pos": position, "b_label": lab, "b_conf": conf, "b_rt": rt, **_times()}
     r = direct.for_engine(engine).first(q.ANSWER_ONE_PG, params)
     if r is None:
         raise NotFound(NOT_FOUND, title="Page not found")
