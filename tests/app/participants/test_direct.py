@@ -129,11 +129,6 @@ def test_bind_processors_are_applied_as_sqlalchemy_applies_them(db: Database) ->
     assert run.first(const, {}).b == 2
 
 
-def _count(db: Database, pid: str) -> int:
-    with db.engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(P).where(P.c.prolific_pid == pid)).scalar_one())
-
-
 def test_a_transaction_commits_when_its_block_ends_and_rolls_back_when_it_raises(
     client, db: Database, make_study, new_pid  # type: ignore[no-untyped-def]
 ) -> None:
@@ -188,7 +183,8 @@ def test_entries_on_postgresql_use_the_direct_path(client, db: Database, make_st
         held = conn.execute(select(func.count()).select_from(SL).where(SL.c.participant_id == row.id)).scalar()
         trials = conn.execute(select(func.count()).select_from(T).where(T.c.participant_id == row.id)).scalar()
     assert (row.stage, row.is_test, held, trials) == ("consent", False, 1, 5)
-    assert _count(db, pid) == 1
+    with db.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(P).where(P.c.prolific_pid == pid)).scalar_one() == 1
 
 
 def test_page_view_on_postgresql_uses_the_direct_path(client, db: Database, make_study, new_pid) -> None:  # type: ignore[no-untyped-def]
@@ -207,9 +203,7 @@ def test_a_page_view_commits_without_waiting_for_the_flush_and_only_itself(
     assert "FROM p JOIN async_commit ON true" in run.compiled(q.PAGE_PG).sql
     inside = select(func.current_setting("synchronous_commit")).select_from(q._async_commit)
     assert run.first(inside, {})[0] == "off"
-    with db.engine.connect() as conn:  # pooled connections keep the server's setting
-        conn.execute(text("SELECT 1"))
-    for _ in range(3):
+    for _ in range(3):  # and on the pooled connections afterwards, through Direct or SQLAlchemy
         assert run.first(select(func.current_setting("synchronous_commit")), {})[0] == "on"
         with db.engine.connect() as conn:
             assert conn.execute(text("SHOW synchronous_commit")).scalar() == "on"
