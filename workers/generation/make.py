@@ -30,7 +30,7 @@ import torch
 
 from app.contracts import SourceOutcome, block_payload, first_blocks
 from app.design import CONDITIONS, check_study
-from app.studies.schema import resolve_generation_dict
+from app.studies.generation import resolve_generation_dict
 from workers.generation.block import BlockInputs, make_block
 from workers.generation.generate import (  # noqa: F401  (re-exported: the older import path)
     METRIC_COLUMNS,
