@@ -82,7 +82,11 @@ _STUDY_FOR_ENTRY = select(
 _POOL = select(S.c.id).where(S.c.condition_id == bindparam("condition_id"), S.c.excluded_at.is_(None)).order_by(S.c.id)
 
 
-def _full() -> StudyUnavailable:
+def no_study() -> NotFound:
+    return NotFound("There is no study at this address. Please check the link you were given.", title="Study not found")
+
+
+def full() -> StudyUnavailable:
     return StudyUnavailable(
         "This study has all the participants it needs. Thank you for your interest. "
         "Please return the study on Prolific.",
@@ -90,7 +94,7 @@ def _full() -> StudyUnavailable:
     )
 
 
-def _not_active(engine: Engine, study_id: int) -> StudyUnavailable:
+def not_active(engine: Engine, study_id: int) -> StudyUnavailable:
     from app.jobs.service import unfinished_jobs
 
     with Session(engine) as session:
@@ -163,6 +167,17 @@ def _block(pool: list[int], study: Any, rank: int, rng: random.Random) -> list[d
         else:
             trials.append({"position": pos, "stimulus_id": next(it), "kind": "stimulus", "expected_label": None})
     return trials
+
+
+def block_for(
+    tx: direct.Transaction, study: Any, condition_id: int, rank: int, rng: random.Random
+) -> list[dict[str, Any]]:
+    """_trials in a direct transaction (PostgreSQL's claims): the pool read there when the cache has none."""
+
+    def load() -> list[int]:
+        return [r[0] for r in tx.all(_POOL, {"condition_id": condition_id})]
+
+    return _block(_pools.get(tx.engine, condition_id, load), study, rank, rng)
 
 
 def _build_insert_all_pg() -> Any:
@@ -284,11 +299,7 @@ def _claim_pg(engine: Engine, study: Any, params: EntryParams, cutoff: dt.dateti
         slot = min(found, key=lambda r: (r.rank, r.tiebreak), default=None)
         if slot is None:
             return None
-
-        def load() -> list[int]:
-            return [r[0] for r in tx.all(_POOL, {"condition_id": slot.condition_id})]
-
-        trials = _block(_pools.get(engine, slot.condition_id, load), study, slot.rank, rng)
+        trials = block_for(tx, study, slot.condition_id, slot.rank, rng)
         token = new_token()
         tx.run(
             _INSERT_ALL_PG,
@@ -352,13 +363,11 @@ def enter(
         with autocommit(engine) as conn:
             study = conn.execute(_STUDY_FOR_ENTRY, {"slug": slug, "pid": params.pid}).first()
     if study is None:
-        raise NotFound(
-            "There is no study at this address. Please check the link you were given.", title="Study not found"
-        )
+        raise no_study()
     if study.existing is not None:
         return str(study.existing)  # the same PID again: resume, never a second assignment
     if study.status != StudyStatus.ACTIVE and test is None:  # a preview or pilot may run in any status
-        raise _not_active(engine, study.id)
+        raise not_active(engine, study.id)
     # the study's minimum window width (viewing.check_screen): a new participant only, before assignment
     viewing.check_screen(study.config, screen)
     if test is not None:
@@ -383,7 +392,7 @@ def enter(
         if token is not None:
             return token
         if not more:
-            raise _full()
+            raise full()
         # No free slot: make the next block. If there is none to make (every condition has slots up to its
         # target), claim once more (another entry may have just made the slots this one missed), then it is full.
         more = slots.make_slots(engine, study.id, rng)

@@ -123,6 +123,10 @@ class Transaction:
         self._direct = direct
         self._fairy = fairy
 
+    @property
+    def engine(self) -> Engine:
+        return self._direct.engine
+
     def first(self, stmt: ClauseElement, params: Mapping[str, Any]) -> Any:
         return _execute(self._direct, self._fairy, stmt, params, _first)
 

@@ -25,6 +25,7 @@ from starlette.responses import RedirectResponse, Response
 from app.forms import int_param, read_form
 from app.models import Stage
 from app.participants import answers, assignment, pages, pilots, viewing
+from app.participants.batch import EntryBatcher
 from app.participants.priority import EntriesFirst
 from app.participants.study_cache import StudyCache, StudyView
 from app.prolific import PARAMS, completion_url, parse_entry_params, refuse_repeated_params
@@ -58,6 +59,10 @@ class _Hot:
         self.studies = StudyCache()
         self.pages = HotPool("pages", max(2, self.db.settings.db_pool_size - ENTRY_CONCURRENCY))
         self.entries = HotPool("entries", ENTRY_CONCURRENCY)
+        # PostgreSQL: first entries that wait for a thread are claimed together (participants.batch)
+        self.batcher = (
+            EntryBatcher(self.entries, ENTRY_CONCURRENCY) if self.engine.dialect.name == "postgresql" else None
+        )
         self.entries_first = EntriesFirst()
         self.choices: dict[int, tuple[StudyView, Markup]] = {}
 
@@ -103,7 +108,10 @@ async def entry(request: Request) -> Response:
     screen = viewing.measured_width(query.get("lp_vw"))
     try:
         async with hot.entries_first.entry():
-            token = await hot.entries.run(assignment.enter, hot.engine, slug, params, None, test, screen)
+            if hot.batcher is not None and test is None:
+                token = await hot.batcher.enter(hot.engine, slug, params, screen)
+            else:
+                token = await hot.entries.run(assignment.enter, hot.engine, slug, params, None, test, screen)
     except viewing.ScreenCheckNeeded as need:
         # Measure the window before assigning (a page with a small script; without JavaScript, Continue).
         keep = [(k, v) for k, v in query.multi_items() if k != "lp_vw"]

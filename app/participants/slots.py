@@ -33,27 +33,28 @@ SLOT_BLOCK = 128
 _RELEASED = [s.value for s in ParticipantStatus if s not in (ParticipantStatus.ACTIVE, ParticipantStatus.COMPLETED)]
 
 
-def _lowest(pg: bool, source: Any, *where: Any) -> Any:
+def _lowest(pg: bool, limit: Any, source: Any, *where: Any) -> Any:
     q = (
         select(SL.c.id, SL.c.condition_id, SL.c.rank, SL.c.tiebreak)
         .select_from(source.join(C, C.c.id == SL.c.condition_id))
         .where(SL.c.rank < C.c.target, *where)
         .order_by(SL.c.rank, SL.c.tiebreak)
-        .limit(1)
+        .limit(limit)
     )
     return (q.with_for_update(of=SL, skip_locked=True) if pg else q).subquery()
 
 
-def _build_pick(pg: bool) -> Any:
+def _build_pick(pg: bool, limit: Any = 1) -> Any:
     held = SL.join(P, P.c.id == SL.c.participant_id)
     study = bindparam("study_id", type_=Integer)
     arms = [
-        _lowest(pg, SL, SL.c.study_id == study, SL.c.participant_id.is_(None)),
+        _lowest(pg, limit, SL, SL.c.study_id == study, SL.c.participant_id.is_(None)),
         # one arm per status: an equality is always a condition of the index scan, where an IN list can end up
         # a filter over every participant of the study when the table's statistics are stale (a launch burst)
-        *(_lowest(pg, held, P.c.study_id == study, P.c.status == status) for status in _RELEASED),
+        *(_lowest(pg, limit, held, P.c.study_id == study, P.c.status == status) for status in _RELEASED),
         _lowest(
             pg,
+            limit,
             held,
             P.c.study_id == study,
             P.c.status == ACTIVE,
@@ -65,6 +66,9 @@ def _build_pick(pg: bool) -> Any:
 
 PICK = _build_pick(pg=False)
 PICK_PG = _build_pick(pg=True)
+# A batch of entries (app.participants.batch): the lowest `n` free slots of each kind; the batch takes the lowest
+# `n` of them, the slots that `n` entries one after another would have taken.
+PICK_MANY_PG = _build_pick(pg=True, limit=bindparam("n", type_=Integer))
 # SQLite: the one writer lock, taken before the pick so that two entries cannot pick the same slot.
 WRITER_LOCK = update(ST).where(ST.c.id == bindparam("b_id")).values(assignment_seq=ST.c.assignment_seq + 1)
 GIVE = update(SL).where(SL.c.id == bindparam("b_slot")).values(participant_id=bindparam("b_participant"))
