@@ -83,8 +83,6 @@ def serve(
 
     import uvicorn
 
-    from app.server import PROTOCOL
-
     s = common.settings(database_url)
     common.open_db(s=s).dispose()
     if workers == 1:
@@ -105,7 +103,6 @@ def serve(
         proxy_headers=True,
         forwarded_allow_ips=forwarded_allow_ips,
         timeout_keep_alive=timeout_keep_alive,
-        http=PROTOCOL,  # uvicorn's, with each response's head sent with its body (app.server)
         log_level=s.log_level.lower(),
         log_config=None,  # configure_logging's handlers (the workers set them up in app.asgi)
     )
@@ -129,7 +126,6 @@ def demo(
 
     from app.demo.service import ensure_demo_study, prepare_demo_data, random_prolific_id, reset_demo_admin
     from app.main import create_app
-    from app.server import PROTOCOL
 
     s = common.settings(database_url)
     if data_dir is not None:
@@ -174,7 +170,6 @@ def demo(
             access_log=False,
             log_level="warning",
             timeout_keep_alive=75,
-            http=PROTOCOL,
             log_config=None,
         )
     finally:
