@@ -10,6 +10,7 @@
 #   CEILING_WORKERS="1 2" (saturation)  PACED_CEILING_WORKERS=2  LP_WORKERS=2  SYSTEMS="ceiling lpstudy"
 #   (add "otree" to SYSTEMS for oTree 6 in the saturation run: the side-by-side of issue 12; about 10 min more)
 #   KEEPALIVE=75  BEFORE_REF=<git ref> (adds "lpstudy-before", that ref's app/, saturation only)
+#   PAUSE_S=0 (seconds of idle before each run, so that one run's load does not spill into the next)
 #   OUT=bench/load/results/<stamp>.jsonl
 # Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust) and lpstudy's venv (.venv). The peers copy is
 # made and set up (its setup.sh needs the package registry) when $PEERS has no client venv yet.
@@ -31,6 +32,7 @@ SYSTEMS=${SYSTEMS:-"ceiling lpstudy"}
 # Both servers keep idle connections this long. uvicorn's default (5 s) equals the paced think time, so it
 # would close a participant's connection just as they submit ("Can not write request body").
 KEEPALIVE=${KEEPALIVE:-75}
+PAUSE_S=${PAUSE_S:-0}
 # Optional: also measure lpstudy's participant path as of this git ref ("before"), same run, same settings.
 BEFORE_REF=${BEFORE_REF:-}
 CPORT=${CPORT:-8100}
@@ -62,6 +64,7 @@ if "LpstudyAdapter" not in s:
 EOF
 
 load1() { cut -d' ' -f1 /proc/loadavg; }
+pause() { [ "$PAUSE_S" = 0 ] || sleep "$PAUSE_S"; }
 
 wait_up() {  # URL PID
   for _ in $(seq 1 120); do
@@ -93,6 +96,7 @@ run_otree() {  # TAG bots-args...   (oTree 6 `prodserver` on PostgreSQL, a fresh
     cd "$REPO"
     wait_up "http://127.0.0.1:$OPORT/" "$pid"
     sleep 1
+    pause
     echo "== otree $tag (load $(load1))"
     "$PY" "$PEERS/bots.py" --system otree --base-url "http://127.0.0.1:$OPORT" --server-pid "$pid" \
       --label "otree $tag load=$(load1)" --out "$OUT" "$@" > "$LOGS/client-otree-$tag.out" 2>&1 \
@@ -118,6 +122,7 @@ run_ceiling() {  # WORKERS TAG loadgen-args...
   cd "$REPO"
   wait_up "http://127.0.0.1:$CPORT/page?pid=warm" "$pid"
   sleep 1
+  pause
   echo "== ceiling W=$w $tag (load $(load1))"
   "$PY" "$REPO/bench/load/loadgen.py" --peers "$PEERS" --system ceiling --base-url "http://127.0.0.1:$CPORT" \
     --server-pid "$pid" --label "ceiling W=$w $tag load=$(load1)" --out "$OUT" "$@" \
@@ -150,6 +155,7 @@ run_lpstudy() {  # TAG CODE_DIR NAME loadgen-args...   (CODE_DIR: a tree with ap
   cd "$REPO"
   wait_up "http://127.0.0.1:$LPORT/healthz" "$pid"
   sleep 1
+  pause
   echo "== $name W=$LP_WORKERS $tag (load $(load1))"
   "$PY" "$REPO/bench/load/loadgen.py" --peers "$PEERS" --system lpstudy --base-url "http://127.0.0.1:$LPORT" \
     --server-pid "$pid" --label "$name W=$LP_WORKERS $tag load=$(load1)" --out "$OUT" \
