@@ -17,12 +17,17 @@ from app.participants.viewing import ScreenCheckNeeded
 from app.prolific import EntryParams
 from app.studies.service import close_study, get_study
 from app.web import HotPool
+from tests.conftest import BACKENDS
+
+# Entries are batched on PostgreSQL only (SQLite has one writer); LPSTUDY_TEST_BACKENDS=sqlite skips these.
+pytestmark = [
+    pytest.mark.parametrize("db_url", ["postgresql"], indirect=True),
+    pytest.mark.skipif("postgresql" not in BACKENDS, reason="PostgreSQL is not among LPSTUDY_TEST_BACKENDS"),
+]
 
 
 @pytest.fixture
 def pg(db):  # type: ignore[no-untyped-def]
-    if db.engine.dialect.name != "postgresql":
-        pytest.skip("entries are batched on PostgreSQL only (SQLite has one writer)")
     return db
 
 
