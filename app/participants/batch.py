@@ -130,9 +130,11 @@ INSERT_MANY_PG = _build_insert_many()
 
 @dataclass
 class _New:
-    """An entry that needs a participant: its params and where its token goes in the batch's answer."""
+    """An entry that needs a participant: its params, its measured window width (already checked) and where its
+    token goes in the batch's answer."""
 
     params: EntryParams
+    screen: int | str | None
     at: list[int] = field(default_factory=list)
 
 
@@ -170,7 +172,7 @@ def enter_many(engine: Engine, slug: str, entries: list[tuple[EntryParams, int |
         except (DomainError, viewing.ScreenCheckNeeded) as e:
             out[i] = e
             continue
-        new.setdefault(params.pid, _New(params)).at.append(i)
+        new.setdefault(params.pid, _New(params, screen)).at.append(i)
     if new:
         for pid, token in _claim_all(engine, slug, study, list(new.values()), rng).items():
             for i in new[pid].at:
@@ -204,8 +206,8 @@ def _claim_all(
     except IntegrityError:
         for entry in remaining:
             try:
-                got[entry.params.pid] = assignment.enter(engine, slug, entry.params, rng, None, None)
-            except DomainError as e:
+                got[entry.params.pid] = assignment.enter(engine, slug, entry.params, rng, None, entry.screen)
+            except (DomainError, viewing.ScreenCheckNeeded) as e:
                 got[entry.params.pid] = e
     return got
 

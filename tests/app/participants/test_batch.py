@@ -164,8 +164,10 @@ def test_the_screen_check_is_each_entrys_own(pg, make_study, new_pid) -> None:  
     assert len(_participants(pg)) == 1
 
 
-def test_a_pid_entering_elsewhere_meanwhile_sends_the_batch_the_single_way(pg, make_study, new_pid, monkeypatch) -> None:  # type: ignore[no-untyped-def]  # noqa: E501
-    slug = make_study(pg, trials=2, pool=4, target=10)
+@pytest.mark.parametrize("min_width", [None, 800])
+def test_a_pid_entering_elsewhere_meanwhile_sends_the_batch_the_single_way(pg, make_study, new_pid, monkeypatch, min_width) -> None:  # type: ignore[no-untyped-def]  # noqa: E501
+    """With a minimum window width, the single path gets each entry's measured width (checked already)."""
+    slug = make_study(pg, trials=2, pool=4, target=10, extra=f"min_viewport_width = {min_width}" if min_width else "")
     pids = [new_pid() for _ in range(5)]
     real = batch._claim_many
     elsewhere: list[str] = []
@@ -176,7 +178,7 @@ def test_a_pid_entering_elsewhere_meanwhile_sends_the_batch_the_single_way(pg, m
         return real(*args, **kwargs)
 
     monkeypatch.setattr(batch, "_claim_many", racing)
-    out = batch.enter_many(pg.engine, slug, _entries(pids))
+    out = batch.enter_many(pg.engine, slug, _entries(pids, 1200))
     assert out[2] == elsewhere[0], "the participant made elsewhere, not a second one"
     people = _participants(pg)
     assert sorted(p.prolific_pid for p in people) == sorted(pids)
