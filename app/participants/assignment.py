@@ -27,22 +27,20 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-import threading
-import time
-import weakref
-from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     Connection,
     Engine,
     Integer,
     String,
+    any_,
     bindparam,
     func,
     insert,
+    literal,
     select,
-    true,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -52,34 +50,30 @@ from sqlalchemy.orm import Session
 from app.errors import BadRequest, NotFound, StudyUnavailable
 from app.models import Stage, Study, StudyStatus
 from app.models.base import utcnow
-from app.participants import direct, slots, viewing
+from app.participants import blocks, direct, slots, viewing
 from app.participants.pilots import EntryGrant
 from app.participants.slots import SL
-from app.participants.tables import ACTIVE, ST, C, P, S, T, autocommit, entry_rng, new_token
+from app.participants.tables import ACTIVE, ST, C, P, T, autocommit, entry_rng, new_token
 from app.prolific import EntryParams
-
-# A condition's pool (stimulus ids) is read at most this often per process; pools change only between studies'
-# phases (generation, review), and a stale pool still gives valid, distinct stimuli.
-POOL_CACHE_TTL_S = 10.0
 
 _EXISTING = select(P.c.token).where(P.c.study_id == bindparam("study_id"), P.c.prolific_pid == bindparam("pid"))
 # The study and this PID's participant, if any, in one round trip.
+_STUDY_COLUMNS = (ST.c.id, ST.c.status, ST.c.trials_per_participant, ST.c.attention, ST.c.timeout_minutes, ST.c.config)
 _STUDY_FOR_ENTRY = select(
-    ST.c.id,
-    ST.c.status,
-    ST.c.trials_per_participant,
-    ST.c.attention,
-    ST.c.timeout_minutes,
-    ST.c.config,
+    *_STUDY_COLUMNS,
     select(P.c.token)
     .where(P.c.study_id == ST.c.id, P.c.prolific_pid == bindparam("pid"))
     .correlate(ST)
     .scalar_subquery()
     .label("existing"),
 ).where(ST.c.slug == bindparam("slug"))
+# The study alone (a batch of entries looks up its PIDs with EXISTING_MANY).
+STUDY_BY_SLUG = select(*_STUDY_COLUMNS).where(ST.c.slug == bindparam("slug"))
+EXISTING_MANY = select(P.c.prolific_pid, P.c.token).where(
+    P.c.study_id == bindparam("study_id", type_=Integer),
+    P.c.prolific_pid == any_(bindparam("pids", type_=ARRAY(String))),
+)
 
-# The pool: the condition's stimuli that an admin has not excluded.
-_POOL = select(S.c.id).where(S.c.condition_id == bindparam("condition_id"), S.c.excluded_at.is_(None)).order_by(S.c.id)
 
 
 def no_study() -> NotFound:
@@ -111,129 +105,75 @@ def not_active(engine: Engine, study_id: int) -> StudyUnavailable:
     )
 
 
-class _PoolCache:
-    """condition id -> its stimulus ids in the fixed order, per engine, at most POOL_CACHE_TTL_S old."""
-
-    def __init__(self) -> None:
-        self._by_engine: weakref.WeakKeyDictionary[Engine, dict[int, tuple[float, list[int]]]] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._lock = threading.Lock()
-
-    def get(self, engine: Engine, condition_id: int, load: Callable[[], list[int]]) -> list[int]:
-        """The cached pool, or load() (the condition's stimulus ids by _POOL, in the caller's transaction)."""
-        now = time.monotonic()
-        with self._lock:
-            pools = self._by_engine.setdefault(engine, {})
-            hit = pools.get(condition_id)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        pool = load()
-        random.Random(f"lpstudy-pool-{condition_id}").shuffle(pool)  # the same order in every process
-        with self._lock:
-            pools[condition_id] = (now + POOL_CACHE_TTL_S, pool)
-        return pool
-
-
-_pools = _PoolCache()
-
-
-def _trials(conn: Connection, study: Any, condition_id: int, rank: int, rng: random.Random) -> list[dict[str, Any]]:
-    """The rank's block of the pool (fixed pseudo-random order per condition), in a random order, with the
-    attention checks at their positions."""
-
-    def load() -> list[int]:
-        return list(conn.execute(_POOL, {"condition_id": condition_id}).scalars())
-
-    return _block(_pools.get(conn.engine, condition_id, load), study, rank, rng)
-
-
-def _block(pool: list[int], study: Any, rank: int, rng: random.Random) -> list[dict[str, Any]]:
-    """_trials from the condition's pool."""
-    need = study.trials_per_participant
-    if len(pool) < need:
-        raise StudyUnavailable("This study is not ready yet. Please return the study on Prolific.", reason="not-ready")
-    start = rank * need
-    chosen = [pool[(start + i) % len(pool)] for i in range(need)]
-    rng.shuffle(chosen)
-    attention = set((study.attention or {}).get("positions", []))
-    it = iter(chosen)
-    trials = []
-    for pos in range(need + len(attention)):
-        if pos in attention:
-            trials.append(
-                {"position": pos, "stimulus_id": None, "kind": "attention", "expected_label": rng.randrange(10)}
-            )
-        else:
-            trials.append({"position": pos, "stimulus_id": next(it), "kind": "stimulus", "expected_label": None})
-    return trials
-
-
-def block_for(
-    tx: direct.Transaction, study: Any, condition_id: int, rank: int, rng: random.Random
-) -> list[dict[str, Any]]:
-    """_trials in a direct transaction (PostgreSQL's claims): the pool read there when the cache has none."""
-
-    def load() -> list[int]:
-        return [r[0] for r in tx.all(_POOL, {"condition_id": condition_id})]
-
-    return _block(_pools.get(tx.engine, condition_id, load), study, rank, rng)
-
-
-def _build_insert_all_pg() -> Any:
-    """One prebuilt (so compiled once) statement: WITH ins AS (INSERT participant RETURNING id), give AS (UPDATE
-    the slot) INSERT INTO trials SELECT ins.id, u.* FROM ins, unnest(the trials' columns as arrays) u."""
-    ts = P.c.last_seen_at.type
-    ins = (
-        insert(P)
-        .values(
-            study_id=bindparam("b_study", type_=Integer),
-            condition_id=bindparam("b_condition", type_=Integer),
-            token=bindparam("b_token", type_=String),
-            prolific_pid=bindparam("b_pid", type_=String),
-            prolific_study_id=bindparam("b_psid", type_=String),
-            prolific_session_id=bindparam("b_pssid", type_=String),
-            status=ACTIVE,
-            stage=Stage.CONSENT.value,
-            position=0,
-            attention_failures=0,
-            started_at=bindparam("b_now", type_=ts),
-            last_seen_at=bindparam("b_now", type_=ts),
-            is_test=False,
-        )
-        .returning(P.c.id)
-        .cte("ins")
-    )
-    rows = (
-        func.unnest(
-            bindparam("b_positions", type_=ARRAY(Integer)),
-            bindparam("b_stimuli", type_=ARRAY(Integer)),
-            bindparam("b_kinds", type_=ARRAY(String)),
-            bindparam("b_expected", type_=ARRAY(Integer)),
-        )
-        .table_valued("position", "stimulus_id", "kind", "expected_label", name="u")
+def _unnest(name: str, *columns: tuple[str, Any]) -> Any:
+    """unnest(one array parameter per column) AS name(columns): rows passed as arrays, one per column."""
+    return (
+        func.unnest(*(bindparam(f"b_{c}", type_=ARRAY(t)) for c, t in columns))
+        .table_valued(*(c for c, _ in columns), name=name)
         .render_derived()
     )
+
+
+def _build_insert_many_pg() -> Any:
+    """One prebuilt (so compiled once) statement for n new participants: WITH ins AS (INSERT the participants FROM
+    unnest(their columns) RETURNING id, token), give AS (UPDATE each one's slot) INSERT INTO trials SELECT ins.id,
+    t.* FROM ins JOIN unnest(the trials' columns) t ON the token."""
+    now = bindparam("b_now", type_=P.c.last_seen_at.type)
+    people = _unnest(
+        "u", ("condition", Integer), ("token", String), ("pid", String), ("psid", String), ("pssid", String)
+    )
+    ins = (
+        insert(P)
+        .from_select(
+            [
+                "study_id", "condition_id", "token", "prolific_pid", "prolific_study_id", "prolific_session_id",
+                "status", "stage", "position", "attention_failures", "started_at", "last_seen_at", "is_test",
+            ],  # fmt: skip
+            select(
+                bindparam("b_study", type_=Integer),
+                people.c.condition,
+                people.c.token,
+                people.c.pid,
+                people.c.psid,
+                people.c.pssid,
+                literal(ACTIVE, type_=P.c.status.type),
+                literal(Stage.CONSENT.value, type_=P.c.stage.type),
+                literal(0, type_=Integer),
+                literal(0, type_=Integer),
+                now,
+                now,
+                literal(False, type_=Boolean),
+            ),
+        )
+        .returning(P.c.id, P.c.token)
+        .cte("ins")
+    )
+    held = _unnest("s", ("slot_token", String), ("slot", Integer))
     give = (
         update(SL)
-        .where(SL.c.id == bindparam("b_slot", type_=Integer))
-        .values(participant_id=select(ins.c.id).scalar_subquery())
+        .where(SL.c.id == held.c.slot, held.c.slot_token == ins.c.token)
+        .values(participant_id=ins.c.id)
         .returning(SL.c.id)
         .cte("give")
     )
+    rows = _unnest(
+        "t", ("t_token", String), ("position", Integer), ("stimulus_id", Integer), ("kind", String),
+        ("expected_label", Integer),
+    )  # fmt: skip
     return (
         insert(T)
         .from_select(
             ["participant_id", "position", "stimulus_id", "kind", "expected_label"],
             select(ins.c.id, rows.c.position, rows.c.stimulus_id, rows.c.kind, rows.c.expected_label).select_from(
-                ins.join(rows, true())
+                ins.join(rows, rows.c.t_token == ins.c.token)
             ),
         )
         .add_cte(give)
     )
 
 
-_INSERT_ALL_PG = _build_insert_all_pg()
+INSERT_MANY_PG = _build_insert_many_pg()
+_TRIAL_KEYS = ("position", "stimulus_id", "kind", "expected_label")  # blocks.block's trials, as INSERT_MANY_PG's arrays
 
 
 def _existing(engine: Engine, study_id: int, pid: str) -> str | None:
@@ -246,7 +186,7 @@ def _insert_participant(
     conn: Connection, study_id: int, condition_id: int, params: EntryParams, trials: list[dict[str, Any]], **extra: Any
 ) -> tuple[str, int]:
     """A new participant at the consent page and their trials (SQLite's claim, and test participants on both
-    backends; PostgreSQL's claim does the same in one statement, _INSERT_ALL_PG). Returns (token, id)."""
+    backends; PostgreSQL's claim does the same in one statement, INSERT_MANY_PG). Returns (token, id)."""
     now = utcnow()
     token = new_token()
     participant_id = conn.execute(
@@ -276,7 +216,7 @@ def _claim(engine: Engine, study: Any, params: EntryParams, cutoff: dt.datetime,
     """One attempt: claim a slot, create the participant and their trials, give them the slot; one transaction.
     None when no slot is free."""
     if engine.dialect.name == "postgresql":
-        return _claim_pg(engine, study, params, cutoff, rng)
+        return claim_pg(engine, study, [params], cutoff, rng).get(params.pid)
     with engine.connect() as conn:
         conn.execute(slots.WRITER_LOCK, {"b_id": study.id})
         found = conn.execute(slots.PICK, {"study_id": study.id, "cutoff": cutoff}).all()
@@ -284,41 +224,51 @@ def _claim(engine: Engine, study: Any, params: EntryParams, cutoff: dt.datetime,
         if slot is None:
             conn.rollback()
             return None
-        trials = _trials(conn, study, slot.condition_id, slot.rank, rng)
+        trials = blocks.trials(conn, study, slot.condition_id, slot.rank, rng)
         token, participant_id = _insert_participant(conn, study.id, slot.condition_id, params, trials)
         conn.execute(slots.GIVE, {"b_slot": slot.id, "b_participant": participant_id})
         conn.commit()
         return token
 
 
-def _claim_pg(engine: Engine, study: Any, params: EntryParams, cutoff: dt.datetime, rng: random.Random) -> str | None:
-    """_claim on PostgreSQL: the pick (SKIP LOCKED), then the participant, their trials and the slot in one
-    statement; two round trips and the commit, run on the pooled connection directly (app.participants.direct)."""
+def claim_pg(
+    engine: Engine, study: Any, people: list[EntryParams], cutoff: dt.datetime, rng: random.Random
+) -> dict[str, str]:
+    """_claim on PostgreSQL, for one entry or a batch (app.participants.batch): the lowest free slots, at most one
+    per entry (SKIP LOCKED), then every claimed entry's participant, trials and slot in one statement; two round
+    trips and the commit, on the pooled connection directly (app.participants.direct). The first len(result)
+    entries are claimed (PID -> token); the lowest slots are the ones the same entries one after another take."""
     with direct.for_engine(engine).transaction() as tx:
-        found = tx.all(slots.PICK_PG, {"study_id": study.id, "cutoff": cutoff})
-        slot = min(found, key=lambda r: (r.rank, r.tiebreak), default=None)
-        if slot is None:
-            return None
-        trials = block_for(tx, study, slot.condition_id, slot.rank, rng)
-        token = new_token()
+        found = tx.all(slots.PICK_PG, {"study_id": study.id, "cutoff": cutoff, "n": len(people)})
+        taken = sorted(found, key=lambda r: (r.rank, r.tiebreak))[: len(people)]
+        if not taken:
+            return {}
+        cols: dict[str, list[Any]] = {k: [] for k in ("condition", "token", "pid", "psid", "pssid", "slot")}
+        trial_cols: dict[str, list[Any]] = {k: [] for k in ("t_token", *_TRIAL_KEYS)}
+        tokens: dict[str, str] = {}
+        for params, slot in zip(people, taken, strict=False):
+            token = tokens[params.pid] = new_token()
+            for k, v in (
+                ("condition", slot.condition_id), ("token", token), ("pid", params.pid),
+                ("psid", params.study_id), ("pssid", params.session_id), ("slot", slot.id),
+            ):  # fmt: skip
+                cols[k].append(v)
+            for t in blocks.block_for(tx, study, slot.condition_id, slot.rank, rng):
+                trial_cols["t_token"].append(token)
+                for k in _TRIAL_KEYS:
+                    trial_cols[k].append(t[k])
+        slot_ids = cols.pop("slot")
         tx.run(
-            _INSERT_ALL_PG,
+            INSERT_MANY_PG,
             {
                 "b_study": study.id,
-                "b_condition": slot.condition_id,
-                "b_token": token,
-                "b_pid": params.pid,
-                "b_psid": params.study_id,
-                "b_pssid": params.session_id,
                 "b_now": utcnow(),
-                "b_slot": slot.id,
-                "b_positions": [t["position"] for t in trials],
-                "b_stimuli": [t["stimulus_id"] for t in trials],
-                "b_kinds": [t["kind"] for t in trials],
-                "b_expected": [t["expected_label"] for t in trials],
+                "b_slot_token": cols["token"],
+                "b_slot": slot_ids,
+                **{f"b_{k}": v for k, v in (*cols.items(), *trial_cols.items())},
             },
         )
-    return token
+    return tokens
 
 
 _TEST_COUNTS = (
@@ -340,7 +290,7 @@ def _enter_test(engine: Engine, study: Any, params: EntryParams, test: EntryGran
             raise BadRequest(f"This study has no condition {test.condition}.", title="Test link not valid")
         least = min(c[2] for c in counts)
         condition_id, _code, n = rng.choice([c for c in counts if c[2] == least])
-        trials = _trials(conn, study, condition_id, n, rng)
+        trials = blocks.trials(conn, study, condition_id, n, rng)
         token, _ = _insert_participant(conn, study.id, condition_id, params, trials, is_test=True, test_kind=test.kind)
     return token
 

@@ -4,10 +4,10 @@ An entry on its own (app.participants.assignment) is four round trips: the study
 the pick of a free slot, one statement that inserts the participant, their trials and the slot, and the commit.
 In a launch burst hundreds arrive within a second, and each pays for all four, on two cores that also run
 PostgreSQL. Here the entries that are waiting for a thread when one frees up (``EntryBatcher``, per event loop)
-are claimed together (``enter_many``): one look-up of the study and of every PID's participant, one pick of the
-lowest free slots (``slots.PICK_MANY_PG``), one statement for all the new participants, their trials and their
-slots, one commit. When entries arrive one at a time, each is a batch of one and takes the single-entry path,
-so nothing waits to be batched.
+are claimed together (``enter_many``): one look-up of the study and of every PID's participant, then the claim
+that a single entry makes on PostgreSQL (``assignment.claim_pg``) for all of them at once: one pick of the lowest
+free slots, one statement for all the new participants, their trials and their slots, one commit. When entries
+arrive one at a time, each is a batch of one and takes the single-entry path, so nothing waits to be batched.
 
 The guarantees are the single path's, because the batch does what the same entries one after another would:
 - they take the lowest free (rank, tiebreak) slots, one each, so conditions stay within one of each other and
@@ -32,100 +32,19 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Boolean, Engine, Integer, String, any_, bindparam, insert, literal, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
 from app.errors import DomainError
-from app.models import Stage, StudyStatus
+from app.models import StudyStatus
 from app.models.base import utcnow
 from app.participants import assignment, direct, slots, viewing
-from app.participants.slots import SL
-from app.participants.tables import ACTIVE, ST, P, T, entry_rng, new_token
+from app.participants.tables import entry_rng
 from app.prolific import EntryParams
 from app.web import HotPool
 
 # The most entries one batch claims: one statement inserts this many participants and their trials.
 MAX_BATCH = 32
-
-_STUDY = select(
-    ST.c.id, ST.c.status, ST.c.trials_per_participant, ST.c.attention, ST.c.timeout_minutes, ST.c.config
-).where(ST.c.slug == bindparam("slug"))
-_EXISTING_MANY = select(P.c.prolific_pid, P.c.token).where(
-    P.c.study_id == bindparam("study_id", type_=Integer),
-    P.c.prolific_pid == any_(bindparam("pids", type_=ARRAY(String))),
-)
-
-
-def _arrays(*names_types: tuple[str, Any], name: str) -> Any:
-    from sqlalchemy import func
-
-    return (
-        func.unnest(*(bindparam(f"b_{n}", type_=ARRAY(t)) for n, t in names_types))
-        .table_valued(*(n for n, _ in names_types), name=name)
-        .render_derived()
-    )
-
-
-def _build_insert_many() -> Any:
-    """WITH ins AS (INSERT the participants FROM unnest(their columns) RETURNING id, token), give AS (UPDATE each
-    one's slot) INSERT INTO trials SELECT ins.id, t.* FROM ins JOIN unnest(the trials' columns) t ON token."""
-    ts = P.c.last_seen_at.type
-    now = bindparam("b_now", type_=ts)
-    people = _arrays(
-        ("condition", Integer), ("token", String), ("pid", String), ("psid", String), ("pssid", String), name="u"
-    )
-    ins = (
-        insert(P)
-        .from_select(
-            [
-                "study_id", "condition_id", "token", "prolific_pid", "prolific_study_id", "prolific_session_id",
-                "status", "stage", "position", "attention_failures", "started_at", "last_seen_at", "is_test",
-            ],  # fmt: skip
-            select(
-                bindparam("b_study", type_=Integer),
-                people.c.condition,
-                people.c.token,
-                people.c.pid,
-                people.c.psid,
-                people.c.pssid,
-                literal(ACTIVE, type_=P.c.status.type),
-                literal(Stage.CONSENT.value, type_=P.c.stage.type),
-                literal(0, type_=Integer),
-                literal(0, type_=Integer),
-                now,
-                now,
-                literal(False, type_=Boolean),
-            ),
-        )
-        .returning(P.c.id, P.c.token)
-        .cte("ins")
-    )
-    held = _arrays(("slot_token", String), ("slot", Integer), name="s")
-    give = (
-        update(SL)
-        .where(SL.c.id == held.c.slot, held.c.slot_token == ins.c.token)
-        .values(participant_id=ins.c.id)
-        .returning(SL.c.id)
-        .cte("give")
-    )
-    rows = _arrays(
-        ("t_token", String), ("position", Integer), ("stimulus_id", Integer), ("kind", String), ("expected", Integer),
-        name="t",
-    )  # fmt: skip
-    return (
-        insert(T)
-        .from_select(
-            ["participant_id", "position", "stimulus_id", "kind", "expected_label"],
-            select(ins.c.id, rows.c.position, rows.c.stimulus_id, rows.c.kind, rows.c.expected).select_from(
-                ins.join(rows, rows.c.t_token == ins.c.token)
-            ),
-        )
-        .add_cte(give)
-    )
-
-
-INSERT_MANY_PG = _build_insert_many()
 
 
 @dataclass
@@ -148,12 +67,11 @@ def enter_many(engine: Engine, slug: str, entries: list[tuple[EntryParams, int |
         except (DomainError, viewing.ScreenCheckNeeded) as e:
             return [e]
     rng = entry_rng()
-    d = direct.for_engine(engine)
     out: list[str | Exception | None] = [None] * len(entries)
-    with d.transaction() as tx:  # two reads; the commit ends the snapshot at once
-        study = tx.first(_STUDY, {"slug": slug})
+    with direct.for_engine(engine).transaction() as tx:  # two reads; the commit ends the snapshot at once
+        study = tx.first(assignment.STUDY_BY_SLUG, {"slug": slug})
         existing = (
-            dict(tx.all(_EXISTING_MANY, {"study_id": study.id, "pids": sorted({p.pid for p, _ in entries})}))
+            dict(tx.all(assignment.EXISTING_MANY, {"study_id": study.id, "pids": sorted({p.pid for p, _ in entries})}))
             if study is not None
             else {}
         )
@@ -192,7 +110,7 @@ def _claim_all(
     more = True
     try:
         while remaining:
-            claimed = _claim_many(engine, study, remaining, cutoff, rng)
+            claimed = assignment.claim_pg(engine, study, [e.params for e in remaining], cutoff, rng)
             got.update(claimed)
             remaining = remaining[len(claimed) :]
             if not remaining:
@@ -210,47 +128,6 @@ def _claim_all(
             except (DomainError, viewing.ScreenCheckNeeded) as e:
                 got[entry.params.pid] = e
     return got
-
-
-def _claim_many(
-    engine: Engine, study: Any, entries: list[_New], cutoff: dt.datetime, rng: random.Random
-) -> dict[str, str]:
-    """One transaction: the lowest free slots (at most one per entry), then every claimed entry's participant,
-    trials and slot in one statement. The first len(result) entries are claimed."""
-    with direct.for_engine(engine).transaction() as tx:
-        found = tx.all(slots.PICK_MANY_PG, {"study_id": study.id, "cutoff": cutoff, "n": len(entries)})
-        taken = sorted(found, key=lambda r: (r.rank, r.tiebreak))[: len(entries)]
-        if not taken:
-            return {}
-        cols: dict[str, list[Any]] = {k: [] for k in ("condition", "token", "pid", "psid", "pssid", "slot")}
-        trial_cols: dict[str, list[Any]] = {k: [] for k in ("t_token", "position", "stimulus_id", "kind", "expected")}
-        tokens: dict[str, str] = {}
-        for entry, slot in zip(entries, taken, strict=False):
-            token = new_token()
-            tokens[entry.params.pid] = token
-            for k, v in (
-                ("condition", slot.condition_id), ("token", token), ("pid", entry.params.pid),
-                ("psid", entry.params.study_id), ("pssid", entry.params.session_id), ("slot", slot.id),
-            ):  # fmt: skip
-                cols[k].append(v)
-            for t in assignment.block_for(tx, study, slot.condition_id, slot.rank, rng):
-                trial_cols["t_token"].append(token)
-                trial_cols["position"].append(t["position"])
-                trial_cols["stimulus_id"].append(t["stimulus_id"])
-                trial_cols["kind"].append(t["kind"])
-                trial_cols["expected"].append(t["expected_label"])
-        tx.run(
-            INSERT_MANY_PG,
-            {
-                "b_study": study.id,
-                "b_now": utcnow(),
-                **{f"b_{k}": v for k, v in cols.items() if k != "slot"},
-                "b_slot_token": cols["token"],
-                "b_slot": cols["slot"],
-                **{f"b_{k}": v for k, v in trial_cols.items()},
-            },
-        )
-    return tokens
 
 
 @dataclass

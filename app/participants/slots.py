@@ -2,8 +2,8 @@
 lowest (rank, tiebreak) (app.participants.assignment).
 
 This module holds the slots' statements and their making: the pick of the free slot to claim (PICK, and PICK_PG
-with SKIP LOCKED), giving a slot to its participant, SQLite's writer lock, and the blocks of slots made ahead of
-the entries (SLOT_BLOCK ranks at a time, and the first block when a study opens).
+with SKIP LOCKED, for one entry or a batch), giving a slot to its participant, SQLite's writer lock, and the
+blocks of slots made ahead of the entries (SLOT_BLOCK ranks at a time, and the first block when a study opens).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def _lowest(pg: bool, limit: Any, source: Any, *where: Any) -> Any:
     return (q.with_for_update(of=SL, skip_locked=True) if pg else q).subquery()
 
 
-def _build_pick(pg: bool, limit: Any = 1) -> Any:
+def _build_pick(pg: bool, limit: Any) -> Any:
     held = SL.join(P, P.c.id == SL.c.participant_id)
     study = bindparam("study_id", type_=Integer)
     arms = [
@@ -64,11 +64,10 @@ def _build_pick(pg: bool, limit: Any = 1) -> Any:
     return union_all(*(select(arm) for arm in arms))
 
 
-PICK = _build_pick(pg=False)
-PICK_PG = _build_pick(pg=True)
-# A batch of entries (app.participants.batch): the lowest `n` free slots of each kind; the batch takes the lowest
-# `n` of them, the slots that `n` entries one after another would have taken.
-PICK_MANY_PG = _build_pick(pg=True, limit=bindparam("n", type_=Integer))
+PICK = _build_pick(pg=False, limit=1)
+# PostgreSQL: for `n` entries at once (one, or a batch: app.participants.batch), the lowest `n` free slots of each
+# kind; the claim takes the lowest `n` of them, the slots that `n` entries one after another would have taken.
+PICK_PG = _build_pick(pg=True, limit=bindparam("n", type_=Integer))
 # SQLite: the one writer lock, taken before the pick so that two entries cannot pick the same slot.
 WRITER_LOCK = update(ST).where(ST.c.id == bindparam("b_id")).values(assignment_seq=ST.c.assignment_seq + 1)
 GIVE = update(SL).where(SL.c.id == bindparam("b_slot")).values(participant_id=bindparam("b_participant"))

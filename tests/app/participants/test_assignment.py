@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 
 from app.errors import StudyUnavailable
 from app.models import AssignmentSlot, Condition, Participant, Trial
-from app.participants import assignment
+from app.participants import assignment, blocks
 from app.prolific import EntryParams
 from app.studies.service import get_study
 
@@ -249,7 +249,7 @@ def test_a_pool_smaller_than_the_trials_is_not_ready(db, make_study, new_pid) ->
     with db.session() as s:
         for st in s.scalars(select(Stimulus)).all()[1:]:
             s.delete(st)
-    assignment._pools = assignment._PoolCache()  # the pool was not read yet in this process: no stale cache
+    blocks.pools = blocks.PoolCache()  # the pool was not read yet in this process: no stale cache
     with pytest.raises(StudyUnavailable) as e:
         _enter(db, slug, new_pid())
     assert e.value.reason == "not-ready"

@@ -169,15 +169,16 @@ def test_a_pid_entering_elsewhere_meanwhile_sends_the_batch_the_single_way(pg, m
     """With a minimum window width, the single path gets each entry's measured width (checked already)."""
     slug = make_study(pg, trials=2, pool=4, target=10, extra=f"min_viewport_width = {min_width}" if min_width else "")
     pids = [new_pid() for _ in range(5)]
-    real = batch._claim_many
+    real = assignment.claim_pg
     elsewhere: list[str] = []
 
     def racing(*args, **kwargs):  # type: ignore[no-untyped-def]
-        if not elsewhere:  # after the batch read the PIDs, another process enters pids[2]
-            elsewhere.append(assignment.enter(pg.engine, slug, _params(pids[2])))
+        if not elsewhere:  # after the batch read the PIDs, another process enters pids[2] (its claim: not raced)
+            elsewhere.append("")
+            elsewhere[0] = assignment.enter(pg.engine, slug, _params(pids[2]))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(batch, "_claim_many", racing)
+    monkeypatch.setattr(assignment, "claim_pg", racing)
     out = batch.enter_many(pg.engine, slug, _entries(pids, 1200))
     assert out[2] == elsewhere[0], "the participant made elsewhere, not a second one"
     people = _participants(pg)

@@ -177,7 +177,7 @@ def test_entries_on_postgresql_use_the_direct_path(client, db: Database, make_st
     first = assignment.enter(db.engine, "test-study", EntryParams(pid, "s", "x"))
     assert assignment.enter(db.engine, "test-study", EntryParams(pid, "s", "x")) == first  # the same PID resumes
     compiled = direct.for_engine(db.engine)._compiled
-    assert {id(assignment._STUDY_FOR_ENTRY), id(slots.PICK_PG), id(assignment._INSERT_ALL_PG)} <= set(compiled)
+    assert {id(assignment._STUDY_FOR_ENTRY), id(slots.PICK_PG), id(assignment.INSERT_MANY_PG)} <= set(compiled)
     with db.engine.connect() as conn:
         row = conn.execute(select(P.c.id, P.c.stage, P.c.is_test).where(P.c.token == first)).one()
         held = conn.execute(select(func.count()).select_from(SL).where(SL.c.participant_id == row.id)).scalar()
